@@ -1,0 +1,1 @@
+"""Generator and discriminator networks: toy MLPs and StyleGAN2."""
