@@ -1,0 +1,603 @@
+"""Convert image sources into the zip layout that :class:`dgan.data.images.ImageDataset` reads.
+
+    python -m dgan.data.prepare --source=SRC --dest=DEST.zip [--resolution=N]
+        [--transform=center-crop|resize] [--max-images=N] [--split=...] [--labels-from-folders]
+
+Sources:
+
+- a folder (searched recursively) or zip of images: each image is center-cropped to a square
+  (or, with ``--transform=resize``, stretched) and resized to ``--resolution`` (default: the
+  largest power of two that every image reaches). Labels come from a ``dataset.json`` in the
+  source, or with ``--labels-from-folders`` from the top-level subfolder names (sorted: the first
+  folder is class 0).
+- ``cifar-10-python.tar.gz`` (or its extracted ``cifar-10-batches-py`` folder): the five training
+  batches, or the test batch with ``--split=test``; 32 px unless ``--resolution`` says otherwise.
+- ``stl10_binary.tar.gz`` (or its extracted ``stl10_binary`` folder): ``--split=unlabeled``
+  (default, the 100,000 images GAN papers train on), ``train`` or ``test`` (with labels, 1..10
+  stored, 0..9 written) or ``train+unlabeled``; resized from 96 px to ``--resolution`` (default 64).
+- ``digits``: scikit-learn's embedded 8x8 digits, upscaled to ``--resolution`` (default 32).
+
+The output is the StyleGAN2-ADA layout: ``00000/img00000000.png``, ... and ``dataset.json`` with
+``{"labels": [[name, class], ...]}`` (or null). ``--max-images`` keeps the first N images in
+source order. The zip is written to a temporary file and renamed, so an interrupted run never
+leaves a half-written dataset behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import itertools
+import json
+import os
+import pickle
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from PIL import Image
+
+from dgan.data.images import (
+    LABELS_FILE,
+    MIN_RESOLUTION,
+    DatasetError,
+    FileStore,
+    image_channels,
+    is_power_of_two,
+    parse_labels,
+)
+
+TRANSFORMS = ("center-crop", "resize")
+SPLITS = ("train", "test", "unlabeled", "train+unlabeled")
+CIFAR_SIDE = 32
+STL_SIDE = 96
+STL_DEFAULT_RESOLUTION = 64
+DIGITS_DEFAULT_RESOLUTION = 32
+_STL_BYTES = 3 * STL_SIDE * STL_SIDE
+_CIFAR_MARKERS = ("data_batch_1", "test_batch")
+_STL_MARKERS = ("train_X.bin", "test_X.bin", "unlabeled_X.bin")
+_SOURCES_HINT = (
+    "expected an image folder, a zip of images, cifar-10-python.tar.gz, stl10_binary.tar.gz "
+    "(or their extracted folders) or 'digits'"
+)
+
+
+class PrepareError(ValueError):
+    """A source or option that cannot be converted; the message says what would work."""
+
+
+@dataclass
+class _Source:
+    """Images to write, produced lazily so that large archives stream through memory."""
+
+    kind: str
+    resolution: int
+    channels: int
+    labelled: bool
+    images: Iterator[tuple[np.ndarray, Any]]
+    class_names: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class PrepareSummary:
+    """What a conversion wrote."""
+
+    dest: Path
+    kind: str
+    count: int
+    resolution: int
+    channels: int
+    num_classes: int | None
+
+    def line(self) -> str:
+        """One line for the terminal."""
+        labels = "no labels" if self.num_classes is None else f"labels: {self.num_classes} classes"
+        return (
+            f"wrote {self.count} images ({self.kind}) {self.resolution}x{self.resolution}, "
+            f"{self.channels} channel{'s' if self.channels > 1 else ''}, {labels} -> {self.dest}"
+        )
+
+
+def to_square(image: Image.Image, resolution: int, transform: str = "center-crop") -> Image.Image:
+    """``image`` made square (central crop, or a stretch for ``resize``) at ``resolution``."""
+    if transform not in TRANSFORMS:
+        raise PrepareError(f"--transform={transform} is unknown; use {' or '.join(TRANSFORMS)}")
+    width, height = image.size
+    if transform == "center-crop" and width != height:
+        side = min(width, height)
+        left, top = (width - side) // 2, (height - side) // 2
+        image = image.crop((left, top, left + side, top + side))
+    if image.size != (resolution, resolution):
+        # Lanczos, as StyleGAN2-ADA's dataset tool, so statistics match datasets made there.
+        image = image.resize((resolution, resolution), Image.Resampling.LANCZOS)
+    return image
+
+
+def _resized(array: np.ndarray, resolution: int) -> np.ndarray:
+    if array.shape[0] == resolution and array.shape[1] == resolution:
+        return array
+    return np.asarray(to_square(Image.fromarray(array), resolution, "resize"))
+
+
+# ---------------------------------------------------------------------------- image folders
+
+
+def _folder_source(
+    store: FileStore,
+    resolution: int | None,
+    transform: str,
+    labels_from_folders: bool,
+    max_images: int | None,
+) -> _Source:
+    names = store.image_names()
+    if not names:
+        raise PrepareError(f"no images found in '{store.path}' ({_SOURCES_HINT})")
+    all_names = names
+    # Only the images that will be written are checked and sized.
+    names = names[:max_images]
+    headers = [store.read_header(n) for n in names]
+    channels = max(image_channels(mode) for _, mode in headers)
+    smallest = min(min(size) for size, _ in headers)
+    if resolution is None:
+        resolution = 1 << (smallest.bit_length() - 1)
+        if resolution < MIN_RESOLUTION:
+            small = names[[min(size) for size, _ in headers].index(smallest)]
+            raise PrepareError(
+                f"{store.where(small)} is only {smallest} px on its short side; images must reach "
+                f"{MIN_RESOLUTION} px, or pass --resolution to upscale"
+            )
+
+    labels: list[Any] | None = None
+    class_names: list[str] | None = None
+    if labels_from_folders:
+        root_level = [n for n in names if "/" not in n]
+        if root_level:
+            raise PrepareError(
+                f"--labels-from-folders: {store.where(root_level[0])} is not inside a class "
+                "subfolder; put every image in SRC/<class name>/..."
+            )
+        class_names = sorted({n.split("/", 1)[0] for n in names})
+        index = {c: k for k, c in enumerate(class_names)}
+        labels = [index[n.split("/", 1)[0]] for n in names]
+    elif LABELS_FILE in store:
+        where = f"{store.path}/{LABELS_FILE}"
+        try:
+            document = json.loads(store.read_bytes(LABELS_FILE).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise PrepareError(f"{where}: not valid JSON ({exc})") from exc
+        # Validated against every image, so a subset never hides a broken dataset.json.
+        parsed = parse_labels(document, all_names, where)
+        labels = None if parsed is None else parsed[: len(names)].tolist()
+        if isinstance(document, dict) and isinstance(document.get("class_names"), list):
+            class_names = [str(c) for c in document["class_names"]]
+
+    mode = "L" if channels == 1 else "RGB"
+    target = resolution
+
+    def images() -> Iterator[tuple[np.ndarray, Any]]:
+        for k, name in enumerate(names):
+            image = store.read_image(name)
+            if image.mode != mode:
+                image = image.convert(mode)
+            yield np.asarray(to_square(image, target, transform)), (
+                None if labels is None else labels[k]
+            )
+
+    return _Source("images", resolution, channels, labels is not None, images(), class_names)
+
+
+# ---------------------------------------------------------------------------- archives
+
+
+class _Members:
+    """Files of a tar archive or of its extracted folder, found by base name."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._tar: tarfile.TarFile | None = None
+        self._files: dict[str, Any] = {}
+        if path.is_dir():
+            for root, _, files in os.walk(path):
+                for fname in files:
+                    self._files.setdefault(fname, Path(root) / fname)
+        else:
+            try:
+                self._tar = tarfile.open(path)
+                for member in self._tar.getmembers():
+                    if member.isfile():
+                        self._files.setdefault(os.path.basename(member.name), member)
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                raise PrepareError(f"corrupt archive '{path}': {exc}") from exc
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._files
+
+    def require(self, name: str, what: str) -> None:
+        """Raise PrepareError naming ``name`` if the archive lacks it."""
+        if name not in self._files:
+            raise PrepareError(f"'{self.path}' has no '{name}' ({what}); is it the right archive?")
+
+    def size(self, name: str) -> int:
+        """Size of ``name`` in bytes."""
+        entry = self._files[name]
+        return entry.size if isinstance(entry, tarfile.TarInfo) else entry.stat().st_size
+
+    def open(self, name: str) -> IO[bytes]:
+        """Binary file object for ``name``."""
+        entry = self._files[name]
+        if self._tar is None:
+            return open(entry, "rb")
+        f = self._tar.extractfile(entry)
+        assert f is not None
+        return f
+
+    def read(self, name: str) -> bytes:
+        """Whole content of ``name``."""
+        with self.open(name) as f:
+            return f.read()
+
+    def close(self) -> None:
+        """Close the tar archive."""
+        if self._tar is not None:
+            self._tar.close()
+
+
+def _is_archive_folder(path: Path) -> bool:
+    markers = _CIFAR_MARKERS + _STL_MARKERS
+    candidates = [path, *(p for p in path.iterdir() if p.is_dir())]
+    return any((c / m).is_file() for c in candidates for m in markers)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickler for the CIFAR-10 batches that builds NumPy arrays and refuses anything else.
+
+    The batches are pickles, and an arbitrary pickle can run code; these hold only dicts, lists,
+    strings and arrays, so nothing else needs to be loadable.
+    """
+
+    _ALLOWED = {
+        (module, name)
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+        for name in ("_reconstruct", "scalar")
+    } | {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not an array")
+
+
+def _unpickle(members: _Members, name: str) -> dict[Any, Any]:
+    try:
+        with members.open(name) as f:
+            # The batches were pickled by Python 2: 'bytes' keeps their str objects loadable.
+            document = _ArrayUnpickler(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError) as exc:
+        raise PrepareError(f"'{name}' in '{members.path}' is not a CIFAR-10 batch: {exc}") from exc
+    if not isinstance(document, dict):
+        raise PrepareError(f"'{name}' in '{members.path}' is not a CIFAR-10 batch (not a dict)")
+    return document
+
+
+def _key(document: dict[Any, Any], key: str, where: str) -> Any:
+    for k in (key.encode(), key):
+        if k in document:
+            return document[k]
+    raise PrepareError(f"{where}: missing key '{key}'")
+
+
+def _cifar_source(members: _Members, split: str | None, resolution: int | None) -> _Source:
+    split = split or "train"
+    if split not in ("train", "test"):
+        raise PrepareError(f"--split={split} is not a CIFAR-10 split; use train or test")
+    batches = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    for name in batches:
+        members.require(name, f"CIFAR-10 {split} batch")
+    class_names = None
+    if "batches.meta" in members:
+        meta = _unpickle(members, "batches.meta")
+        raw_names = _key(meta, "label_names", f"'batches.meta' in '{members.path}'")
+        class_names = [n.decode() if isinstance(n, bytes) else str(n) for n in raw_names]
+    target = resolution or CIFAR_SIDE
+
+    def images() -> Iterator[tuple[np.ndarray, Any]]:
+        for name in batches:
+            where = f"'{name}' in '{members.path}'"
+            batch = _unpickle(members, name)
+            data = np.asarray(_key(batch, "data", where), dtype=np.uint8)
+            labels = list(_key(batch, "labels", where))
+            if data.ndim != 2 or data.shape[1] != 3 * CIFAR_SIDE * CIFAR_SIDE:
+                raise PrepareError(f"{where}: 'data' has shape {data.shape}, expected [N, 3072]")
+            if len(labels) != len(data):
+                raise PrepareError(
+                    f"{where}: {len(labels)} labels for {len(data)} images; the counts must match"
+                )
+            # Rows are 1024 red, then green, then blue values, each plane row-major.
+            pixels = data.reshape(-1, 3, CIFAR_SIDE, CIFAR_SIDE).transpose(0, 2, 3, 1)
+            for image, label in zip(pixels, labels, strict=True):
+                yield _resized(np.ascontiguousarray(image), target), int(label)
+
+    return _Source("cifar10", target, 3, True, images(), class_names)
+
+
+def _stl_source(members: _Members, split: str | None, resolution: int | None) -> _Source:
+    split = split or "unlabeled"
+    parts = {
+        "train": [("train_X.bin", "train_y.bin")],
+        "test": [("test_X.bin", "test_y.bin")],
+        "unlabeled": [("unlabeled_X.bin", None)],
+        "train+unlabeled": [("train_X.bin", None), ("unlabeled_X.bin", None)],
+    }[split]
+    labelled = split in ("train", "test")
+    plans: list[tuple[str, np.ndarray | None]] = []
+    for x_name, y_name in parts:
+        members.require(x_name, f"STL-10 {split} images")
+        size = members.size(x_name)
+        if size % _STL_BYTES:
+            raise PrepareError(
+                f"'{x_name}' in '{members.path}' is {size} bytes, not a multiple of one "
+                f"{STL_SIDE}x{STL_SIDE}x3 image ({_STL_BYTES} bytes): truncated?"
+            )
+        labels = None
+        if y_name is not None:
+            members.require(y_name, f"STL-10 {split} labels")
+            labels = np.frombuffer(members.read(y_name), dtype=np.uint8).astype(np.int64) - 1
+            if len(labels) != size // _STL_BYTES:
+                raise PrepareError(
+                    f"'{y_name}' has {len(labels)} labels but '{x_name}' has "
+                    f"{size // _STL_BYTES} images in '{members.path}'; the counts must match"
+                )
+            if labels.size and (labels.min() < 0 or labels.max() > 9):
+                raise PrepareError(f"'{y_name}' in '{members.path}': labels must be 1..10")
+        plans.append((x_name, labels))
+    class_names = None
+    if labelled and "class_names.txt" in members:
+        text = members.read("class_names.txt").decode("utf-8", errors="replace")
+        class_names = [line.strip() for line in text.splitlines() if line.strip()] or None
+    target = resolution or STL_DEFAULT_RESOLUTION
+
+    def images() -> Iterator[tuple[np.ndarray, Any]]:
+        for x_name, labels in plans:
+            k = 0
+            with members.open(x_name) as f:
+                # 256 images (7 MB) at a time: unlabeled_X.bin alone is 2.7 GB.
+                while chunk := f.read(_STL_BYTES * 256):
+                    # Each plane is stored column-major: index [c, x, y] -> [y, x, c].
+                    block = np.frombuffer(chunk, dtype=np.uint8).reshape(-1, 3, STL_SIDE, STL_SIDE)
+                    for image in block.transpose(0, 3, 2, 1):
+                        label = None if labels is None else int(labels[k])
+                        k += 1
+                        yield _resized(np.ascontiguousarray(image), target), label
+
+    return _Source("stl10", target, 3, labelled, images(), class_names)
+
+
+def _digits_source(resolution: int | None) -> _Source:
+    from dgan.data.digits import DigitsDataset
+
+    dataset = DigitsDataset(resolution=resolution or DIGITS_DEFAULT_RESOLUTION)
+
+    def images() -> Iterator[tuple[np.ndarray, Any]]:
+        for i in range(dataset.raw_size):
+            yield dataset.get_uint8(i).numpy()[0], dataset.class_of(i)
+
+    names = [str(d) for d in range(10)]
+    return _Source("digits", dataset.resolution, 1, True, images(), names)
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def _write_zip(dest: Path, source: _Source, max_images: int | None) -> tuple[int, int | None]:
+    """Write ``source`` to ``dest`` atomically; return (images written, classes or None)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    os.close(fd)
+    count = 0
+    labels: list[list[Any]] = []
+    try:
+        # Stored, not deflated: PNGs are already compressed, and reading stays fast.
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+            for array, label in itertools.islice(source.images, max_images):
+                fname = f"{count // 1000:05d}/img{count:08d}.png"
+                expected = (source.resolution, source.resolution)
+                if array.shape[:2] != expected:
+                    raise PrepareError(f"internal: image {count} is {array.shape}, not {expected}")
+                buffer = io.BytesIO()
+                Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")
+                zf.writestr(fname, buffer.getvalue())
+                if source.labelled:
+                    labels.append([fname, label])
+                count += 1
+            if count == 0:
+                raise PrepareError(f"the source has no images to write ({_SOURCES_HINT})")
+            document: dict[str, Any] = {"labels": labels if source.labelled else None}
+            if source.labelled and source.class_names:
+                document["class_names"] = source.class_names
+            zf.writestr(LABELS_FILE, json.dumps(document))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    num_classes = None
+    if source.labelled:
+        if source.class_names:
+            num_classes = len(source.class_names)
+        elif labels and all(isinstance(lab, int) for _, lab in labels):
+            num_classes = max(lab for _, lab in labels) + 1
+        else:
+            num_classes = len(labels[0][1]) if labels else 0
+    return count, num_classes
+
+
+def prepare(
+    source: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    resolution: int | None = None,
+    transform: str = "center-crop",
+    max_images: int | None = None,
+    labels_from_folders: bool = False,
+    split: str | None = None,
+) -> PrepareSummary:
+    """Convert ``source`` into the zip ``dest`` and say what was written.
+
+    Args:
+        source: image folder or zip, CIFAR-10 / STL-10 archive or extracted folder, or "digits".
+        dest: the .zip to write (replaced atomically if it exists).
+        resolution: output side, a power of two (default: per source, see the module doc).
+        transform: how image-folder images become square: "center-crop" or "resize".
+        max_images: write at most this many images, the first ones in source order.
+        labels_from_folders: label folder images by their top-level subfolder.
+        split: which part of CIFAR-10 (train, test) or STL-10 (unlabeled, train, test,
+            train+unlabeled) to convert.
+    """
+    dest = Path(dest).expanduser()
+    if dest.suffix.lower() != ".zip":
+        raise PrepareError(f"--dest={dest} must end in .zip")
+    if resolution is not None and (not is_power_of_two(resolution) or resolution < MIN_RESOLUTION):
+        raise PrepareError(
+            f"--resolution={resolution} is not a power of two >= {MIN_RESOLUTION} (4, 8, ..., 1024)"
+        )
+    if transform not in TRANSFORMS:
+        raise PrepareError(f"--transform={transform} is unknown; use {' or '.join(TRANSFORMS)}")
+    if max_images is not None and max_images < 1:
+        raise PrepareError(f"--max-images={max_images} must be at least 1")
+    if split is not None and split not in SPLITS:
+        raise PrepareError(f"--split={split} is unknown; use one of {', '.join(SPLITS)}")
+
+    raw = os.fspath(source)
+    path = Path(raw).expanduser()
+    members: _Members | None = None
+    if raw == "digits":
+        # The literal word selects the embedded digits; a folder of that name is "./digits".
+        built = _digits_source(resolution)
+    elif not path.exists():
+        raise PrepareError(f"--source={raw} does not exist; {_SOURCES_HINT}")
+    elif (path.is_dir() and not _is_archive_folder(path)) or zipfile.is_zipfile(path):
+        built = _folder_source(
+            FileStore(path), resolution, transform, labels_from_folders, max_images
+        )
+    elif path.is_dir() or tarfile.is_tarfile(path):
+        members = _Members(path)
+        try:
+            if any(m in members for m in _CIFAR_MARKERS):
+                built = _cifar_source(members, split, resolution)
+            elif any(m in members for m in _STL_MARKERS):
+                built = _stl_source(members, split, resolution)
+            else:
+                raise PrepareError(f"--source={raw}: unrecognised archive; {_SOURCES_HINT}")
+        except BaseException:
+            members.close()
+            raise
+    else:
+        raise PrepareError(f"--source={raw} is not a folder, zip or tar archive; {_SOURCES_HINT}")
+
+    if labels_from_folders and built.kind != "images":
+        raise PrepareError("--labels-from-folders applies to image folders only")
+    if split is not None and built.kind not in ("cifar10", "stl10"):
+        raise PrepareError(f"--split={split} applies to CIFAR-10 and STL-10 archives only")
+    try:
+        count, num_classes = _write_zip(dest, built, max_images)
+    finally:
+        if members is not None:
+            members.close()
+    return PrepareSummary(dest, built.kind, count, built.resolution, built.channels, num_classes)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of ``python -m dgan.data.prepare``."""
+
+    def power_of_two(text: str) -> int:
+        value = _int(text)
+        if not is_power_of_two(value) or value < MIN_RESOLUTION:
+            raise argparse.ArgumentTypeError(
+                f"must be a power of two >= {MIN_RESOLUTION} (4, 8, ..., 1024), got {text}"
+            )
+        return value
+
+    def positive(text: str) -> int:
+        value = _int(text)
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+        return value
+
+    parser = argparse.ArgumentParser(
+        prog="python -m dgan.data.prepare",
+        description="Convert images, CIFAR-10, STL-10 or the embedded digits into a dataset zip.",
+    )
+    parser.add_argument(
+        "--source",
+        required=True,
+        help="image folder or zip, cifar-10-python.tar.gz, stl10_binary.tar.gz, or 'digits'",
+    )
+    parser.add_argument("--dest", required=True, help="output .zip (replaced atomically)")
+    parser.add_argument(
+        "--resolution",
+        type=power_of_two,
+        help="output side in pixels (default: CIFAR 32, STL-10 64, digits 32, folders the "
+        "largest power of two every image reaches)",
+    )
+    parser.add_argument(
+        "--transform",
+        choices=TRANSFORMS,
+        default="center-crop",
+        help="how folder images become square: crop the centre, or stretch (default center-crop)",
+    )
+    parser.add_argument(
+        "--max-images", type=positive, help="write only the first N images in source order"
+    )
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        help="CIFAR-10: train (default) or test; STL-10: unlabeled (default), train, test, "
+        "train+unlabeled",
+    )
+    parser.add_argument(
+        "--labels-from-folders",
+        action="store_true",
+        help="label folder images by their top-level subfolder (sorted names -> 0, 1, ...)",
+    )
+    return parser
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; errors exit with status 2 and one line naming the problem."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        summary = prepare(
+            args.source,
+            args.dest,
+            resolution=args.resolution,
+            transform=args.transform,
+            max_images=args.max_images,
+            labels_from_folders=args.labels_from_folders,
+            split=args.split,
+        )
+    except (PrepareError, DatasetError) as exc:
+        parser.error(str(exc))
+    print(summary.line())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
