@@ -269,6 +269,8 @@ class _ArrayUnpickler(pickle.Unpickler):
         ("numpy", "dtype"),
         ("numpy.core.numeric", "_frombuffer"),
         ("numpy._core.numeric", "_frombuffer"),
+        # Python 3 writes bytes into protocol-2 pickles through _codecs.encode (text -> bytes).
+        ("_codecs", "encode"),
     }
 
     def find_class(self, module: str, name: str) -> Any:
