@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
 import tarfile
 import zipfile
@@ -154,7 +155,10 @@ def _cifar_archive(path: Path, per_batch: int = 2, test: int = 3) -> dict[str, t
     with tarfile.open(path, "w:gz") as tar:
 
         def add(name: str, document: dict) -> None:
-            data = pickle.dumps(document, protocol=2)
+            # Module path as NumPy 1 wrote it, which is what the real batches reference.
+            data = pickle.dumps(document, protocol=2).replace(
+                b"numpy._core.multiarray", b"numpy.core.multiarray"
+            )
             info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -194,6 +198,19 @@ def test_prepare_cifar10_archive(tmp_path):
     with pytest.raises(PrepareError) as excinfo:
         prepare(tmp_path / "cifar-10-python.tar.gz", tmp_path / "u.zip", split="unlabeled")
     _one_line_error(excinfo, "--split=unlabeled")
+
+
+def test_prepare_cifar10_refuses_pickles_that_are_not_arrays(tmp_path):
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        data = pickle.dumps({b"data": os.getcwd, b"labels": []}, protocol=2)
+        info = tarfile.TarInfo("cifar-10-batches-py/test_batch")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(PrepareError) as excinfo:
+        prepare(archive, tmp_path / "x.zip", split="test")
+    _one_line_error(excinfo, "test_batch", "refusing")
+    assert not (tmp_path / "x.zip").exists()
 
 
 def _stl_bytes(images: np.ndarray) -> bytes:

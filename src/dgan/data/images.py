@@ -484,8 +484,9 @@ class ImageDataset(ImageDatasetBase):
         if use_labels:
             raw_labels = self._load_labels(names)
         self._names = names
+        default_name = self.store.path.stem if self.store.kind == "zip" else self.store.path.name
         super().__init__(
-            name=name or self.store.path.name.split(".")[0],
+            name=name or default_name,
             raw_count=len(names),
             resolution=width,
             num_channels=channels,

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from dgan.data.images import (
     LABELS_FILE,
@@ -181,7 +181,8 @@ def _folder_source(
 
     def images() -> Iterator[tuple[np.ndarray, Any]]:
         for k, name in enumerate(names):
-            image = store.read_image(name)
+            # Camera JPEGs store their rotation in EXIF; apply it so faces are not sideways.
+            image = ImageOps.exif_transpose(store.read_image(name))
             if image.mode != mode:
                 image = image.convert(mode)
             yield np.asarray(to_square(image, target, transform)), (
