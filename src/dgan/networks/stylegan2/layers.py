@@ -142,7 +142,8 @@ def modulated_conv2d(
         # fp16 overflows in the product below; rescaling is harmless since demodulation
         # divides it out again. bf16 has fp32's range and does not need it.
         weight = weight * (
-            1 / math.sqrt(in_channels * kh * kw)
+            1
+            / math.sqrt(in_channels * kh * kw)
             / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True)
         )
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)

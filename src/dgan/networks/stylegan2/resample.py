@@ -191,9 +191,7 @@ def conv2d_resample(
         pxt = max(min(-px0, -px1), 0)
         pyt = max(min(-py0, -py1), 0)
         x = F.conv_transpose2d(x, wt, stride=up, padding=[pyt, pxt], groups=groups)
-        return upfirdn2d(
-            x, f, padding=(px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt), gain=up * up
-        )
+        return upfirdn2d(x, f, padding=(px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt), gain=up * up)
 
     x = upfirdn2d(x, f, padding=(px0, px1, py0, py1))
     return F.conv2d(x, w, stride=down, groups=groups)
