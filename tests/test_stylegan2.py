@@ -348,6 +348,44 @@ def test_reduced_precision_is_fp32_on_cpu():
     assert a.dtype == torch.float32
 
 
+def test_reduced_precision_blocks_run_in_bf16():
+    # Exercise the CUDA-only bf16 path on CPU: only the top resolutions switch dtype, images and
+    # logits come back in fp32 and stay close to the fp32 result.
+    torch.manual_seed(0)
+    G = small_g(img_resolution=32, num_fp16_res=2)
+    D = small_d(img_resolution=32, num_fp16_res=2)
+    z = torch.randn(2, G.z_dim)
+    t = torch.tensor([3, 4])
+    ref_img = G(z, noise_mode="const")
+    ref_logits = D(ref_img, None, t)
+    seen = {}
+    for prefix, blocks in (("G", G.synthesis.blocks), ("D", D.blocks)):
+        for name, block in blocks.items():
+            block.register_forward_hook(
+                lambda m, i, o, key=f"{prefix}.{name}": seen.__setitem__(key, o[0].dtype)
+            )
+    for net in (G.synthesis, D):
+        net.use_reduced_precision = True
+        net.reduced_precision_devices = ("cpu",)
+    img = G(z, noise_mode="const")
+    logits = D(img, None, t)
+    bf16, fp32 = torch.bfloat16, torch.float32
+    assert seen == {
+        "G.b4": fp32,
+        "G.b8": fp32,
+        "G.b16": bf16,
+        "G.b32": bf16,
+        "D.b32": bf16,
+        "D.b16": bf16,
+        "D.b8": fp32,
+    }
+    assert [b.reduced_precision for b in G.synthesis.blocks.values()] == [0, 0, 1, 1]
+    assert [b.reduced_precision for b in D.blocks.values()] == [1, 1, 0]
+    assert img.dtype == torch.float32 and logits.dtype == torch.float32
+    torch.testing.assert_close(img, ref_img, atol=0.1, rtol=0.1)
+    torch.testing.assert_close(logits, ref_logits, atol=0.1, rtol=0.1)
+
+
 # --------------------------------------------------------------------------------------------
 # Discriminator behaviour
 

@@ -50,6 +50,10 @@ class TimestepConditioning(nn.Module):
         num_layers: layers of the mapping network (8 in the reference).
         lr_multiplier: learning-rate multiplier of the mapping network (0.01 in the reference).
         sinusoidal_dim: width of the sin/cos features in ``sinusoidal`` mode.
+        embed_bias_init: initial bias of the embedding of (c, t); None: 0 for ``raw`` (the
+            reference) and 1 otherwise. With zero bias, the embedding of a scalar t is
+            ``t * w``, which the mapping's 2nd-moment normalisation reduces to ``sign(t)``:
+            D sees t's magnitude only once the bias has learned to move.
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class TimestepConditioning(nn.Module):
         num_layers: int = 8,
         lr_multiplier: float = 0.01,
         sinusoidal_dim: int = 128,
+        embed_bias_init: float | None = None,
     ) -> None:
         super().__init__()
         if mode not in CONDITIONING_MODES:
@@ -83,6 +88,8 @@ class TimestepConditioning(nn.Module):
                 out_dim=cmap_dim,
                 num_layers=num_layers,
                 lr_multiplier=lr_multiplier,
+                embed_bias_init=(0.0 if mode == "raw" else 1.0)
+                if embed_bias_init is None else embed_bias_init,
             )
             if self.cmap_dim
             else None

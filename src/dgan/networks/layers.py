@@ -83,6 +83,7 @@ class MappingMLP(nn.Module):
         embed_features: width of the condition embedding (default ``out_dim``).
         layer_features: width of hidden layers (default ``out_dim``).
         lr_multiplier: learning-rate multiplier of the layers (0.01 in StyleGAN2).
+        embed_bias_init: initial bias of the condition embedding.
     """
 
     def __init__(
@@ -94,6 +95,7 @@ class MappingMLP(nn.Module):
         embed_features: int | None = None,
         layer_features: int | None = None,
         lr_multiplier: float = 0.01,
+        embed_bias_init: float = 0.0,
     ) -> None:
         super().__init__()
         if z_dim == 0 and c_dim == 0:
@@ -103,7 +105,7 @@ class MappingMLP(nn.Module):
         self.out_dim = out_dim
         embed_features = (out_dim if embed_features is None else embed_features) if c_dim else 0
         layer_features = out_dim if layer_features is None else layer_features
-        self.embed = EqualLinear(c_dim, embed_features) if c_dim else None
+        self.embed = EqualLinear(c_dim, embed_features, bias_init=embed_bias_init) if c_dim else None
         widths = [z_dim + embed_features] + [layer_features] * (num_layers - 1) + [out_dim]
         self.layers = nn.ModuleList(
             EqualLinear(i, o, activation="lrelu", lr_multiplier=lr_multiplier)

@@ -15,7 +15,11 @@ from torch import nn
 
 from dgan.conditioning import OutputLayer, TimestepConditioning
 from dgan.networks.layers import EqualLinear
-from dgan.networks.stylegan2.generator import REDUCED_DTYPE, reduced_precision_resolution
+from dgan.networks.stylegan2.generator import (
+    REDUCED_DTYPE,
+    REDUCED_PRECISION_DEVICES,
+    reduced_precision_resolution,
+)
 from dgan.networks.stylegan2.layers import Conv2dLayer, MinibatchStdLayer
 from dgan.networks.stylegan2.resample import DEFAULT_FILTER, downsample2d, setup_filter
 
@@ -208,6 +212,7 @@ class Discriminator(nn.Module):
         self.img_resolution = img_resolution
         self.img_channels = img_channels
         self.use_reduced_precision = use_reduced_precision
+        self.reduced_precision_devices = REDUCED_PRECISION_DEVICES
         self.block_resolutions = [2**i for i in range(log2, 2, -1)]
         channels = {r: min(channel_base // r, channel_max) for r in self.block_resolutions + [4]}
         reduced_res = reduced_precision_resolution(img_resolution, num_fp16_res)
@@ -255,7 +260,9 @@ class Discriminator(nn.Module):
         compatibility; D tracks no averages.
         """
         del update_emas
-        reduced_ok = self.use_reduced_precision and img.device.type == "cuda"
+        reduced_ok = (
+            self.use_reduced_precision and img.device.type in self.reduced_precision_devices
+        )
         x = None
         for block in self.blocks.values():
             dtype = REDUCED_DTYPE if reduced_ok and block.reduced_precision else torch.float32

@@ -19,6 +19,9 @@ from dgan.networks.stylegan2.resample import DEFAULT_FILTER, setup_filter, upsam
 G_ARCHITECTURES = ("orig", "skip", "resnet")
 # bf16 rather than the reference's fp16: same range as fp32, so no loss scaler is needed.
 REDUCED_DTYPE = torch.bfloat16
+# Device types on which reduced precision is used when enabled: on CPU bf16 convolutions are
+# slower than fp32 and gain nothing, so CPU always runs fp32. Tests widen this per instance.
+REDUCED_PRECISION_DEVICES = ("cuda",)
 
 
 def block_resolutions(img_resolution: int) -> list[int]:
@@ -228,6 +231,7 @@ class SynthesisNetwork(nn.Module):
         super().__init__()
         self.w_dim = w_dim
         self.use_reduced_precision = use_reduced_precision
+        self.reduced_precision_devices = REDUCED_PRECISION_DEVICES
         self.img_resolution = img_resolution
         self.img_channels = img_channels
         self.block_resolutions = block_resolutions(img_resolution)
@@ -267,7 +271,7 @@ class SynthesisNetwork(nn.Module):
         if ws.ndim != 3 or ws.shape[1] != self.num_ws:
             raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
         ws = ws.float()
-        reduced_ok = self.use_reduced_precision and ws.device.type == "cuda"
+        reduced_ok = self.use_reduced_precision and ws.device.type in self.reduced_precision_devices
         x = img = None
         w_idx = 0
         for block in self.blocks.values():

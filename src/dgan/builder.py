@@ -1,0 +1,170 @@
+"""From a composed config to the objects of a run: dataset, networks, diffusion, module,
+callbacks, loggers and trainer.
+
+Each config group maps to one object through ``_target_``. Everything is validated here, before
+any training: a bad value or an unknown key stops the run with one line naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from dgan.callbacks.checkpoint import LAST
+from dgan.callbacks.metrics import MetricsCallback
+
+
+class ConfigError(ValueError):
+    """A configuration value or key that cannot work; the message names it."""
+
+
+@dataclasses.dataclass
+class Run:
+    """The objects of one training run."""
+
+    cfg: DictConfig
+    run_dir: Path
+    trainer: L.Trainer
+    module: L.LightningModule
+    datamodule: L.LightningDataModule
+    metrics: MetricsCallback | None
+    ckpt_path: str | None
+
+    def headline_value(self) -> float | None:
+        """Final value of the first metric (what a sweeper minimises or maximises)."""
+        if self.metrics is None or not self.metrics.final:
+            return None
+        return float(next(iter(self.metrics.final.values())))
+
+
+def build(node: Any, key: str, **kwargs: Any) -> Any:
+    """Instantiate config ``node`` (found at ``key``); errors name the key."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        raise ConfigError(_explain(key, node, cause)) from err
+    except (ValueError, TypeError) as err:
+        raise ConfigError(_explain(key, node, err)) from err
+
+
+def _explain(key: str, node: Any, err: BaseException) -> str:
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if isinstance(err, TypeError) and "unexpected keyword argument" in text:
+        bad = text.split("'")[-2] if "'" in text else "?"
+        return f"{key}.{bad}: unknown key for {node.get('_target_', key)}"
+    if "=" in text.split(" ")[0]:  # our modules start messages with "name=value"
+        return f"{key}.{text}"
+    return f"{key}: {text}"
+
+
+def plain_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved run config as a plain dict (Hydra's own node left out)."""
+    return {
+        key: OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg[key])
+        else cfg[key]
+        for key in cfg if key != "hydra"
+    }
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    os.environ["PL_GLOBAL_SEED"] = str(seed)
+
+
+def resolve_resume(resume: str | None, run_dir: Path) -> str | None:
+    """``null`` | ``auto`` (the latest checkpoint of this run dir, if any) | a path."""
+    if resume in (None, "", "none"):
+        return None
+    if resume == "auto":
+        last = run_dir / "checkpoints" / LAST
+        return str(last) if last.exists() else None
+    if not Path(resume).is_file():
+        raise ConfigError(f"resume={resume!r}: no such checkpoint file; use a path, auto or null")
+    return str(resume)
+
+
+def build_run(cfg: DictConfig) -> Run:
+    """Validate ``cfg`` and build every object of the run (no training yet)."""
+    if cfg.kimg <= 0:
+        raise ConfigError(f"kimg={cfg.kimg} must be > 0 (thousands of real images to show)")
+    seed_everything(int(cfg.seed))
+    run_dir = Path(cfg.paths.output_dir)
+    plain = plain_config(cfg)
+
+    dataset = build(cfg.dataset, "dataset")
+    diffusion = build(cfg.diffusion, "diffusion") if cfg.get("diffusion") else None
+    module = build(cfg.model, "model", diffusion=diffusion, total_kimg=float(cfg.kimg))
+    module.run_config = plain  # set after: instantiate would build the _target_s inside it
+    _check_data_matches_model(dataset, module)
+    datamodule = build(cfg.datamodule, "datamodule", dataset=dataset)
+
+    callbacks: list[L.Callback] = [
+        build(node, f"callbacks.{name}") for name, node in (cfg.get("callbacks") or {}).items()
+        if node is not None
+    ]
+    metrics = None
+    if cfg.get("metrics") and cfg.metrics.metrics:
+        metrics = build(cfg.metrics, "metrics")
+        callbacks.append(metrics)
+    loggers = [build(node, f"logger.{name}") for name, node in (cfg.get("logger") or {}).items()
+               if node is not None]
+    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    ckpt_path = resolve_resume(cfg.get("resume"), run_dir)
+    if ckpt_path is not None:
+        _check_resume(ckpt_path, float(cfg.kimg))
+    return Run(cfg, run_dir, trainer, module, datamodule, metrics, ckpt_path)
+
+
+def _check_data_matches_model(dataset: Any, module: Any) -> None:
+    res = getattr(dataset, "resolution", None)
+    g_res = getattr(module.G, "img_resolution", None)
+    if res is not None and g_res is not None and res != g_res:
+        raise ConfigError(
+            f"dataset resolution {res} does not match model resolution {g_res}; "
+            f"set model.generator.img_resolution / model.discriminator.img_resolution={res} "
+            f"or prepare the data at {g_res} px with python -m dgan.data.prepare"
+        )
+    ch = getattr(dataset, "num_channels", None)
+    g_ch = getattr(module.G, "img_channels", None)
+    if ch is not None and g_ch is not None and ch != g_ch:
+        raise ConfigError(
+            f"dataset has {ch} channel(s) but the model generates {g_ch}; "
+            f"set model.generator.img_channels / model.discriminator.img_channels={ch}"
+        )
+    c_dim = getattr(dataset, "c_dim", 0)
+    g_c = getattr(module.G, "c_dim", 0)
+    if c_dim != g_c:
+        raise ConfigError(
+            f"dataset has c_dim={c_dim} labels but model.generator.c_dim={g_c}; "
+            f"set model.generator.c_dim and model.discriminator.c_dim to {c_dim} "
+            f"(or dataset.use_labels=false)"
+        )
+
+
+def _check_resume(ckpt_path: str, kimg: float) -> None:
+    try:
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file: say which one
+        raise ConfigError(f"resume={ckpt_path}: cannot read the checkpoint ({err})") from err
+    dgan_state = state.get("dgan") if isinstance(state, dict) else None
+    if dgan_state is None:
+        raise ConfigError(f"resume={ckpt_path}: not a dgan checkpoint (no 'dgan' section)")
+    if dgan_state["cur_nimg"] >= kimg * 1000:
+        raise ConfigError(
+            f"resume={ckpt_path}: the run already reached kimg={dgan_state['cur_nimg'] / 1000:g} "
+            f"of kimg={kimg:g}; raise kimg to train longer"
+        )

@@ -1,0 +1,1 @@
+"""Lightning callbacks: adaptive diffusion, metrics, sample images, checkpoints."""

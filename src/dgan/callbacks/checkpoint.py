@@ -1,0 +1,63 @@
+"""Checkpoints that are never half-written: save to a temporary file, then rename."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+LAST = "last.ckpt"
+
+
+def save_checkpoint_atomic(trainer: L.Trainer, path: str | Path) -> None:
+    """Save the trainer's state to ``path`` atomically. Call it on every rank."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if trainer.is_global_zero:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(tmp)  # collective: every rank takes part, rank 0 writes
+    if trainer.is_global_zero:
+        os.replace(tmp, path)
+    trainer.strategy.barrier("dgan_checkpoint")
+
+
+class KimgCheckpoint(L.Callback):
+    """Writes ``checkpoints/last.ckpt`` every ``every_kimg`` and at the end of training.
+
+    Args:
+        dirpath: directory of the checkpoints.
+        every_kimg: period in thousands of images (0: only at the end).
+        keep_snapshots: also keep a numbered copy ``kimgNNNNNN.ckpt`` at each save.
+    """
+
+    def __init__(self, dirpath: str | Path, every_kimg: float = 50.0,
+                 keep_snapshots: bool = False) -> None:
+        self.dirpath = Path(dirpath)
+        self.every_kimg = float(every_kimg)
+        self.keep_snapshots = keep_snapshots
+        self.next_kimg = self.every_kimg
+
+    def save(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path:
+        path = self.dirpath / LAST
+        save_checkpoint_atomic(trainer, path)
+        if self.keep_snapshots:
+            save_checkpoint_atomic(trainer, self.dirpath / f"kimg{int(pl_module.kimg):06d}.ckpt")
+        return path
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.every_kimg > 0 and pl_module.kimg >= self.next_kimg and not trainer.should_stop:
+            while self.next_kimg <= pl_module.kimg:
+                self.next_kimg += self.every_kimg
+            self.save(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.save(trainer, pl_module)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"next_kimg": self.next_kimg}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.next_kimg = float(state_dict["next_kimg"])

@@ -1,0 +1,119 @@
+"""Periodic evaluation of G_ema with named metrics; final and best values; metrics.jsonl."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from dgan.metrics.registry import MetricOptions, compute_metric, lookup_metric
+from dgan.run_files import append_metrics
+
+
+class MetricsCallback(L.Callback):
+    """Evaluates ``pl_module.G_ema`` every ``every_kimg`` and at the end of training.
+
+    Each evaluation is logged (with ``kimg``) and appended to ``metrics.jsonl`` in the run
+    directory. The *headline* metric (the first of ``metrics``) is tracked: its best value and
+    the kimg where it occurred are kept, and the best checkpoint is saved when asked.
+
+    Args:
+        metrics: metric names (see ``dgan.metrics.available_metrics``).
+        every_kimg: evaluation period in thousands of images (0: only at the end).
+        run_dir: directory of metrics.jsonl and best.ckpt.
+        batch_size: generation batch per rank.
+        cache_dir: cache of real statistics and feature extractors.
+        weights_dir: pre-downloaded feature-extractor weights (offline clusters).
+        seed: seed of the evaluation latents.
+        higher_is_better: for the headline metric (None: guessed from its name).
+        save_best: write ``checkpoints/best.ckpt`` whenever the headline metric improves.
+    """
+
+    def __init__(self, metrics: list[str], every_kimg: float = 0, run_dir: str | Path = ".",
+                 batch_size: int = 64, cache_dir: str | Path | None = None,
+                 weights_dir: str | Path | None = None, seed: int = 0,
+                 higher_is_better: bool | None = None, save_best: bool = True) -> None:
+        for name in metrics:
+            lookup_metric(name)  # an unknown name fails here, before training
+        self.metrics = list(metrics)
+        self.every_kimg = float(every_kimg)
+        self.run_dir = Path(run_dir)
+        self.batch_size = batch_size
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.weights_dir = Path(weights_dir) if weights_dir else None
+        self.seed = seed
+        self.higher_is_better = higher_is_better
+        self.save_best = save_best
+        self.next_kimg = self.every_kimg
+        self.best: dict[str, float] | None = None
+        self.final: dict[str, float] | None = None
+
+    @property
+    def headline(self) -> str | None:
+        return self.metrics[0] if self.metrics else None
+
+    def _headline_key(self, results: dict[str, float]) -> str:
+        return next(iter(results))
+
+    def _better(self, key: str, new: float, old: float) -> bool:
+        higher = self.higher_is_better
+        if higher is None:
+            higher = not any(word in key for word in ("fid", "kid", "kl"))
+        return new > old if higher else new < old
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.every_kimg > 0 and pl_module.kimg >= self.next_kimg and not trainer.should_stop:
+            while self.next_kimg <= pl_module.kimg:
+                self.next_kimg += self.every_kimg
+            self.evaluate(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.metrics:
+            self.final = self.evaluate(trainer, pl_module)
+
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
+        """Compute every metric on every rank; rank 0 logs and writes."""
+        dataset = trainer.datamodule.dataset
+        opts = MetricOptions(
+            G=pl_module.G_ema, dataset=dataset, device=pl_module.device,
+            batch_size=self.batch_size, rank=trainer.global_rank,
+            world_size=trainer.world_size, cache_dir=self.cache_dir,
+            weights_dir=self.weights_dir, seed=self.seed,
+        )
+        results: dict[str, float] = {}
+        with torch.no_grad():
+            for name in self.metrics:
+                results.update(compute_metric(name, opts))
+        kimg = pl_module.kimg
+        if results:
+            key = self._headline_key(results)
+            value = results[key]
+            if math.isfinite(value) and (
+                self.best is None or self._better(key, value, self.best[key])
+            ):
+                self.best = {key: value, "kimg": kimg}
+                if self.save_best:
+                    from dgan.callbacks.checkpoint import save_checkpoint_atomic
+
+                    save_checkpoint_atomic(trainer, self.run_dir / "checkpoints" / "best.ckpt")
+        if trainer.is_global_zero:
+            append_metrics(self.run_dir, kimg, results)
+            if trainer.logger is not None:
+                logged = {f"metrics/{k}": float(v) for k, v in results.items()}
+                if self.best:
+                    logged.update({f"metrics/best_{k}": float(v) for k, v in self.best.items()})
+                trainer.logger.log_metrics({**logged, "kimg": kimg}, step=trainer.global_step)
+            summary = ", ".join(f"{k}={v:.4g}" for k, v in results.items())
+            print(f"[dgan] kimg {kimg:.1f}: {summary}", flush=True)
+        return results
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"next_kimg": self.next_kimg, "best": self.best}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.next_kimg = float(state_dict["next_kimg"])
+        self.best = state_dict["best"]

@@ -1,0 +1,99 @@
+"""Pictures of training: fixed-latent sample grids (images) or scatter plots (2-D data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from dgan.visualize import save_image_grid, save_scatter
+
+
+class SamplesCallback(L.Callback):
+    """Writes samples of G_ema from fixed latents every ``every_kimg`` and at the end.
+
+    Images go to ``<run_dir>/samples/fakes{kimg:06d}.png`` as a grid (and the reals once, as
+    ``reals.png``); 2-D data to ``<run_dir>/samples/scatter{kimg:06d}.png`` over the data. Each
+    picture is also sent to the logger when it can take images (W&B, TensorBoard).
+
+    Args:
+        run_dir: the run directory.
+        every_kimg: period in thousands of images (0: only at the end).
+        num_images: images in a grid (2-D data: points in a scatter plot, 2,500 by default).
+        seed: seed of the fixed latents.
+    """
+
+    def __init__(self, run_dir: str | Path, every_kimg: float = 10.0, num_images: int = 64,
+                 num_points: int = 2500, seed: int = 0) -> None:
+        self.out_dir = Path(run_dir) / "samples"
+        self.every_kimg = float(every_kimg)
+        self.num_images = num_images
+        self.num_points = num_points
+        self.seed = seed
+        self.next_kimg = self.every_kimg
+        self.written: list[Path] = []
+
+    def _latents(self, pl_module: L.LightningModule, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        gen = torch.Generator().manual_seed(self.seed)
+        z = torch.randn(n, pl_module.G_ema.z_dim, generator=gen)
+        c_dim = getattr(pl_module.G_ema, "c_dim", 0)
+        c = torch.zeros(n, c_dim)
+        if c_dim:
+            c[torch.arange(n), torch.arange(n) % c_dim] = 1  # one class per column
+        return z.to(pl_module.device), c.to(pl_module.device)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        dataset = trainer.datamodule.dataset
+        if trainer.is_global_zero and not _is_points(dataset[0][0]):
+            reals = torch.stack([dataset[i][0] for i in range(min(self.num_images, len(dataset)))])
+            self._write(trainer, save_image_grid(reals, self.out_dir / "reals.png"), "reals", 0)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.every_kimg > 0 and pl_module.kimg >= self.next_kimg and not trainer.should_stop:
+            while self.next_kimg <= pl_module.kimg:
+                self.next_kimg += self.every_kimg
+            self.snapshot(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        path = self.snapshot(trainer, pl_module)
+        if path is not None:
+            print(f"[dgan] samples: {path.parent}", flush=True)
+
+    @torch.no_grad()
+    def snapshot(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path | None:
+        if not trainer.is_global_zero:
+            return None
+        dataset = trainer.datamodule.dataset
+        kimg = int(pl_module.kimg)
+        points = _is_points(dataset[0][0])
+        z, c = self._latents(pl_module, self.num_points if points else self.num_images)
+        fakes = pl_module.generate(z, c).float().cpu()
+        if points:
+            reals = getattr(dataset, "points", None)
+            reals = reals[: self.num_points] if reals is not None else None
+            path = save_scatter(fakes, reals, self.out_dir / f"scatter{kimg:06d}.png",
+                                title=f"kimg {pl_module.kimg:.1f}")
+        else:
+            path = save_image_grid(fakes, self.out_dir / f"fakes{kimg:06d}.png")
+        self._write(trainer, path, "samples", pl_module.kimg)
+        return path
+
+    def _write(self, trainer: L.Trainer, path: Path, key: str, kimg: float) -> None:
+        self.written.append(path)
+        log_image = getattr(trainer.logger, "log_image", None)
+        if log_image is not None:
+            log_image(key=key, images=[str(path)], step=trainer.global_step,
+                      caption=[f"kimg {kimg:.1f}"])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"next_kimg": self.next_kimg}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.next_kimg = float(state_dict["next_kimg"])
+
+
+def _is_points(x: torch.Tensor) -> bool:
+    return x.dim() == 1

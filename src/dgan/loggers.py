@@ -1,0 +1,54 @@
+"""Experiment loggers: CSV (default), Weights & Biases, TensorBoard."""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+from typing import Any
+
+WANDB_MODES = ("online", "offline", "disabled")
+
+
+def wandb_credentials_present() -> bool:
+    """Whether W&B has an API key here (environment or ~/.netrc), without a network call."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def resolve_wandb_mode(mode: str | None) -> str:
+    """The W&B mode to use: explicit, else $WANDB_MODE, else online only with credentials."""
+    mode = mode or os.environ.get("WANDB_MODE") or (
+        "online" if wandb_credentials_present() else "offline"
+    )
+    if mode not in WANDB_MODES:
+        raise ValueError(f"logger.wandb.mode={mode!r} is not valid; choose one of {WANDB_MODES}")
+    return mode
+
+
+def wandb_logger(project: str = "dgan", name: str | None = None, group: str | None = None,
+                 save_dir: str | Path = ".", mode: str | None = None,
+                 log_model: bool = False, tags: list[str] | None = None, **kwargs: Any) -> Any:
+    """A Lightning ``WandbLogger`` that works without a network when there is no account.
+
+    Args:
+        project: W&B project.
+        name: run name.
+        group: run group (a multirun's jobs share one).
+        save_dir: directory of the local W&B files (the run directory).
+        mode: online | offline | disabled (None: offline unless credentials exist).
+        log_model: upload checkpoints as artifacts.
+        tags: run tags.
+    """
+    from lightning.pytorch.loggers import WandbLogger
+
+    mode = resolve_wandb_mode(mode)
+    os.environ["WANDB_MODE"] = mode
+    Path(save_dir).mkdir(parents=True, exist_ok=True)
+    return WandbLogger(project=project, name=name, group=group, save_dir=str(save_dir),
+                       offline=mode == "offline", mode=mode, log_model=log_model,
+                       tags=list(tags or []), **kwargs)

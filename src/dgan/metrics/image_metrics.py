@@ -1,0 +1,618 @@
+"""Image metrics on torch-fidelity's extractors, StyleGAN2-ADA protocol, DDP-aware.
+
+Registered names (``N`` is the number of generated images, e.g. ``50k``):
+
+- ``fidNk_full``: FID, N fakes against every training image (x-flips included when the
+  dataset mirrors), Inception-v3 pool features;
+- ``kidNk_full``: KID, against up to 1M reals, 100 subsets of up to 1000;
+- ``isNk``: Inception Score (``isNk_mean``, ``isNk_std``), 10 splits, unbiased logits;
+- ``prNk3_full``: Kynkaanniemi et al. precision/recall with k=3 on VGG16 fc2 features, against
+  as many reals as fakes (``prNk3_full_precision``, ``prNk3_full_recall``);
+- ``fid_digitsN_full`` / ``pr_digitsN3_full``: the same on a digits classifier's features
+  (:mod:`dgan.metrics.digits_features`), for scikit-learn's digits.
+
+Protocol: the generator's [-1, 1] output becomes uint8 (``x * 127.5 + 128``), exactly what a
+real image is, before any extractor sees it. Latent ``i`` (and its label) is drawn from a
+generator seeded with ``(opts.seed, i)``, so the set of fakes is the same whatever the world
+size; each rank generates a contiguous share of the indices and features are gathered in
+index order. Real statistics are computed once per dataset fingerprint, extractor weights,
+layer, resolution and count, and cached on disk (atomically) under ``opts.cache_dir``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from dgan.metrics.digits_features import build_digits_extractor, default_cache_dir
+from dgan.metrics.feature_extractors import (
+    INCEPTION,
+    VGG16,
+    FeatureExtractor,
+    build_feature_extractor,
+)
+from dgan.metrics.registry import MetricOptions, register_metric
+
+DEFAULT_NUM_SAMPLES = 50_000
+KID_MAX_REAL = 1_000_000
+KID_SUBSETS = 100
+KID_SUBSET_SIZE = 1000
+IS_SPLITS = 10
+PR_NEIGHBORHOOD = 3
+PR_BATCH_SIZE = 10_000
+# Seed of the fixed random subset of reals used when a metric takes fewer than all of them.
+REAL_SUBSET_SEED = 0
+# Bump when the cached payload or its meaning changes.
+CACHE_FORMAT = 1
+
+FID_LAYER = "2048"
+IS_LAYER = "logits_unbiased"
+PR_LAYER = "fc2_relu"
+DIGITS_LAYER = "features"
+
+Statistics = dict[str, np.ndarray]
+
+
+# --------------------------------------------------------------------------------------------
+# Samples: latents, generation, real images
+# --------------------------------------------------------------------------------------------
+
+
+def count_tag(n: int) -> str:
+    """Sample count as it appears in metric names: 50000 -> ``"50k"``, 250 -> ``"250"``."""
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
+
+
+def shard(total: int, rank: int, world_size: int) -> range:
+    """Contiguous share of ``range(total)`` for ``rank``; the remainder goes to the first ranks."""
+    base, extra = divmod(total, world_size)
+    start = rank * base + min(rank, extra)
+    return range(start, start + base + (1 if rank < extra else 0))
+
+
+def _label_vector(label: Any, c_dim: int) -> np.ndarray:
+    # Datasets hand out one-hot vectors (StyleGAN2-ADA) or class indices; accept both.
+    arr = np.asarray(label, dtype=np.float32)
+    if arr.ndim == 0:
+        onehot = np.zeros(c_dim, dtype=np.float32)
+        onehot[int(arr)] = 1
+        return onehot
+    return arr.reshape(c_dim)
+
+
+def sample_latents(
+    indices: Sequence[int], z_dim: int, c_dim: int, seed: int, dataset: Any = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Latents and labels of global sample ``indices``, each from its own seeded generator.
+
+    Args:
+        indices: global sample indices (the same index gives the same sample on any rank).
+        z_dim: latent size.
+        c_dim: label size (0: unconditional, labels are [N, 0]).
+        seed: evaluation seed (``opts.seed``).
+        dataset: source of the label distribution when ``c_dim > 0``.
+    """
+    z = np.empty((len(indices), z_dim), dtype=np.float32)
+    c = np.zeros((len(indices), c_dim), dtype=np.float32)
+    for row, index in enumerate(indices):
+        rng = np.random.default_rng([seed % 2**63, int(index)])
+        z[row] = rng.standard_normal(z_dim, dtype=np.float32)
+        if c_dim > 0:
+            # StyleGAN2-ADA: the label of a random training image, so classes follow the data.
+            c[row] = _label_vector(dataset.get_label(int(rng.integers(len(dataset)))), c_dim)
+    return torch.from_numpy(z), torch.from_numpy(c)
+
+
+def images_to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Generator output in [-1, 1] -> uint8, as StyleGAN2-ADA stores and evaluates images."""
+    return (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
+def generate_uint8(opts: MetricOptions, indices: Sequence[int]) -> Iterator[torch.Tensor]:
+    """uint8 fakes of global sample ``indices`` in batches of ``opts.batch_size``."""
+    G = opts.G
+    net = getattr(G, "module", G)  # z_dim / c_dim live on the bare network, not a DDP wrapper
+    was_training = G.training
+    G.eval()
+    kwargs = {} if opts.truncation_psi == 1 else {"truncation_psi": opts.truncation_psi}
+    try:
+        for start in range(0, len(indices), opts.batch_size):
+            batch = indices[start : start + opts.batch_size]
+            z, c = sample_latents(batch, net.z_dim, net.c_dim, opts.seed, opts.dataset)
+            with torch.no_grad():
+                images = G(z.to(opts.device), c.to(opts.device), **kwargs)
+            yield images_to_uint8(images)
+    finally:
+        G.train(was_training)
+
+
+class _RealImages(torch.utils.data.Dataset):
+    """The dataset's uint8 images at chosen indices (lets a DataLoader add workers)."""
+
+    def __init__(self, dataset: Any, indices: Sequence[int]) -> None:
+        self.dataset = dataset
+        self.indices = list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(self.dataset.get_uint8(self.indices[k])))
+
+
+def real_uint8(opts: MetricOptions, indices: Sequence[int]) -> Iterator[torch.Tensor]:
+    """uint8 reals at dataset ``indices`` in batches (``opts.extra["num_workers"]`` workers)."""
+    loader = torch.utils.data.DataLoader(
+        _RealImages(opts.dataset, indices),
+        batch_size=opts.batch_size,
+        shuffle=False,
+        num_workers=int(opts.extra.get("num_workers", 0)),
+    )
+    yield from loader
+
+
+def real_indices(num_real: int, count: int, seed: int = REAL_SUBSET_SEED) -> list[int]:
+    """All indices, or a fixed random subset of ``count`` (sorted, for sequential reads)."""
+    if count >= num_real:
+        return list(range(num_real))
+    perm = np.random.default_rng(seed).permutation(num_real)[:count]
+    return sorted(int(i) for i in perm)
+
+
+# --------------------------------------------------------------------------------------------
+# Distributed helpers: every rank calls each of these (they run collectives)
+# --------------------------------------------------------------------------------------------
+
+
+def _distributed(opts: MetricOptions) -> bool:
+    if opts.world_size <= 1:
+        return False
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError(
+            f"world_size={opts.world_size} but torch.distributed is not initialised; every rank "
+            "must call the metric inside an initialised process group"
+        )
+    return True
+
+
+def _comm_device(opts: MetricOptions) -> torch.device:
+    # NCCL moves CUDA tensors only; gloo (CPU tests, CPU clusters) moves CPU tensors.
+    return torch.device(opts.device) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def _gather_rows(local: torch.Tensor, total: int, opts: MetricOptions) -> torch.Tensor:
+    """Concatenate every rank's share of rows, in global index order, on every rank (CPU)."""
+    if not _distributed(opts):
+        return local.cpu()
+    sizes = [len(shard(total, r, opts.world_size)) for r in range(opts.world_size)]
+    device = _comm_device(opts)
+    # all_gather needs equal shapes: shares differ by at most one row, so pad.
+    padded = torch.zeros((max(sizes), *local.shape[1:]), dtype=local.dtype, device=device)
+    padded[: len(local)] = local.to(device)
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[:size].cpu() for part, size in zip(parts, sizes, strict=True)])
+
+
+def _all_ranks_agree(flag: bool, opts: MetricOptions) -> bool:
+    """True only if ``flag`` is true on every rank (so all ranks take the same branch)."""
+    if not _distributed(opts):
+        return flag
+    value = torch.tensor([int(flag)], device=_comm_device(opts))
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item())
+
+
+# --------------------------------------------------------------------------------------------
+# Feature extraction
+# --------------------------------------------------------------------------------------------
+
+
+class FeatureMoments:
+    """Running float64 sum and raw second moment: FID statistics without keeping features."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sum: torch.Tensor | None = None
+        self.outer: torch.Tensor | None = None
+
+    def add(self, features: torch.Tensor) -> None:
+        """Accumulate a batch [N, D]."""
+        f = features.double()
+        if self.sum is None:
+            self.sum = torch.zeros(f.shape[1], dtype=torch.float64, device=f.device)
+            self.outer = torch.zeros(f.shape[1], f.shape[1], dtype=torch.float64, device=f.device)
+        self.count += len(f)
+        self.sum += f.sum(dim=0)
+        self.outer += f.T @ f
+
+    def all_reduce(self, opts: MetricOptions) -> None:
+        """Sum the moments of all ranks (a collective)."""
+        if not _distributed(opts):
+            return
+        device = _comm_device(opts)
+        for name in ("sum", "outer"):
+            value = getattr(self, name).to(device)
+            dist.all_reduce(value)
+            setattr(self, name, value)
+        count = torch.tensor([self.count], dtype=torch.float64, device=device)
+        dist.all_reduce(count)
+        self.count = int(count.item())
+
+    def statistics(self) -> Statistics:
+        """``mu`` and (unbiased, like ``np.cov``) ``sigma`` as float64 numpy arrays."""
+        assert self.sum is not None and self.outer is not None and self.count > 1
+        mu = self.sum / self.count
+        sigma = (self.outer - self.count * torch.outer(mu, mu)) / (self.count - 1)
+        return {"mu": mu.cpu().numpy(), "sigma": sigma.cpu().numpy()}
+
+
+def _extract_share(
+    opts: MetricOptions,
+    extractor: FeatureExtractor,
+    layer: str,
+    images_of: Callable[[Sequence[int]], Iterator[torch.Tensor]],
+    keys: Sequence[int],
+    moments: bool,
+    dtype: torch.dtype,
+) -> Statistics | torch.Tensor:
+    """Features of ``keys`` (split over the ranks), reduced to moments or gathered in order."""
+    total = len(keys)
+    if total < max(opts.world_size, 2):
+        raise ValueError(f"need at least {max(opts.world_size, 2)} samples, got {total}")
+    mine = shard(total, opts.rank, opts.world_size)
+    my_keys = [keys[i] for i in mine]
+    if moments:
+        acc = FeatureMoments()
+        for images in images_of(my_keys):
+            acc.add(extractor(images)[layer])
+        acc.all_reduce(opts)
+        return acc.statistics()
+    # Kept on the CPU as they come: 50k x 4096 features fit, 50k images would not matter.
+    parts = [extractor(images)[layer].to("cpu", dtype) for images in images_of(my_keys)]
+    return _gather_rows(torch.cat(parts), total, opts)
+
+
+def generator_features(
+    opts: MetricOptions,
+    extractor: FeatureExtractor,
+    layer: str,
+    num: int,
+    *,
+    moments: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> Statistics | torch.Tensor:
+    """Features of fakes ``0..num-1`` on every rank: FID moments or all rows in index order.
+
+    Args:
+        opts: metric options (generator, device, seed, ranks).
+        extractor: feature extractor.
+        layer: which of its outputs.
+        num: number of fakes (over all ranks).
+        moments: return ``{"mu", "sigma"}`` instead of the features.
+        dtype: storage dtype of gathered features.
+    """
+    return _extract_share(
+        opts,
+        extractor,
+        layer,
+        lambda keys: generate_uint8(opts, keys),
+        list(range(num)),
+        moments,
+        dtype,
+    )
+
+
+def extract_dataset_features(
+    opts: MetricOptions,
+    extractor: FeatureExtractor,
+    layer: str,
+    indices: Sequence[int],
+    *,
+    moments: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> Statistics | torch.Tensor:
+    """Features of the reals at ``indices`` (no cache; see :func:`dataset_features_cached`).
+
+    Args:
+        opts: metric options (dataset, device, ranks).
+        extractor: feature extractor.
+        layer: which of its outputs.
+        indices: dataset indices to use.
+        moments: return ``{"mu", "sigma"}`` instead of the features.
+        dtype: storage dtype of gathered features.
+    """
+    return _extract_share(
+        opts, extractor, layer, lambda keys: real_uint8(opts, keys), indices, moments, dtype
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Real-statistics cache
+# --------------------------------------------------------------------------------------------
+
+
+def cache_root(opts: MetricOptions) -> Path:
+    """``opts.cache_dir`` or ``~/.cache/dgan``."""
+    return Path(opts.cache_dir) if opts.cache_dir is not None else default_cache_dir()
+
+
+def real_cache_path(
+    opts: MetricOptions, extractor: FeatureExtractor, layer: str, kind: str, count: int
+) -> Path | None:
+    """Cache file of real statistics; ``None`` when the dataset has no fingerprint."""
+    ds = opts.dataset
+    fingerprint = getattr(ds, "fingerprint", None)
+    if not fingerprint:
+        return None
+    key = {
+        "format": CACHE_FORMAT,
+        "dataset": str(fingerprint),
+        "extractor": extractor.key,
+        "layer": layer,
+        "kind": kind,
+        "resolution": int(getattr(ds, "resolution", 0)),
+        "count": count,
+        "subset_seed": REAL_SUBSET_SEED if count < len(ds) else None,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(getattr(ds, "name", "dataset")))
+    return cache_root(opts) / "real_stats" / f"{name}-{extractor.name}-{kind}{count}-{digest}.pt"
+
+
+def _atomic_torch_save(payload: dict[str, Any], path: Path) -> None:
+    # torch.save straight into a temp file: no second in-memory copy of large features.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def dataset_features_cached(
+    opts: MetricOptions,
+    extractor: FeatureExtractor,
+    layer: str,
+    count: int | None = None,
+    *,
+    moments: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> Statistics | torch.Tensor:
+    """Real statistics/features, from the disk cache or computed once and cached.
+
+    Args:
+        opts: metric options.
+        extractor: feature extractor.
+        layer: which of its outputs.
+        count: number of reals (a fixed random subset); default: all (x-flips included).
+        moments: FID ``{"mu", "sigma"}`` instead of the features.
+        dtype: storage dtype of the features.
+    """
+    num_real = len(opts.dataset)
+    count = num_real if count is None else min(count, num_real)
+    kind = "moments" if moments else f"features-{str(dtype).removeprefix('torch.')}"
+    path = real_cache_path(opts, extractor, layer, kind, count)
+    # Every rank must see the file, or all recompute: the branches run different collectives.
+    if _all_ranks_agree(path is not None and path.is_file(), opts):
+        assert path is not None
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if moments:
+            return {"mu": payload["mu"].numpy(), "sigma": payload["sigma"].numpy()}
+        return payload["features"]
+    result = extract_dataset_features(
+        opts, extractor, layer, real_indices(num_real, count), moments=moments, dtype=dtype
+    )
+    if path is not None and opts.rank == 0:
+        if isinstance(result, dict):
+            payload = {k: torch.from_numpy(v) for k, v in result.items()}
+        else:
+            payload = {"features": result}
+        _atomic_torch_save(payload, path)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Metric formulas (torch-fidelity)
+# --------------------------------------------------------------------------------------------
+
+
+def frechet_distance(fake: Statistics, real: Statistics) -> float:
+    """FID between two ``{"mu", "sigma"}`` statistics (torch-fidelity's formula)."""
+    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
+
+    return float(fid_statistics_to_metric(fake, real, False)[KEY_METRIC_FID])
+
+
+def kernel_distance(fake: torch.Tensor, real: torch.Tensor, seed: int = 0) -> float:
+    """KID (mean over subsets) between fake and real features (torch-fidelity's formula).
+
+    Args:
+        fake: generated features [N, D].
+        real: real features [M, D].
+        seed: seed of the subset draws.
+    """
+    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metric
+
+    subset = min(KID_SUBSET_SIZE, len(fake), len(real))
+    out = kid_features_to_metric(
+        fake.float(),
+        real.float(),
+        kid_subsets=KID_SUBSETS,
+        kid_subset_size=subset,
+        rng_seed=seed,
+        verbose=False,
+    )
+    return float(out[KEY_METRIC_KID_MEAN])
+
+
+def inception_score(logits: torch.Tensor, splits: int = IS_SPLITS) -> tuple[float, float]:
+    """Inception Score mean and std over ``splits`` from unbiased logits."""
+    from torch_fidelity.metric_isc import (
+        KEY_METRIC_ISC_MEAN,
+        KEY_METRIC_ISC_STD,
+        isc_features_to_metric,
+    )
+
+    # No shuffle: fakes are i.i.d. already, and the value must not depend on a second RNG.
+    out = isc_features_to_metric(logits.float(), splits, False)
+    return float(out[KEY_METRIC_ISC_MEAN]), float(out[KEY_METRIC_ISC_STD])
+
+
+_PRC_FAKE_FIRST: bool | None = None
+
+
+def _prc_fake_first() -> bool:
+    """Whether torch-fidelity's precision/recall takes the generated set first.
+
+    Its argument convention changed between releases (older ones took reals first and were
+    called with the inputs swapped). A 1-D probe settles it: fakes collapsed onto one real
+    must give precision 1 and recall 1/10.
+    """
+    global _PRC_FAKE_FIRST
+    if _PRC_FAKE_FIRST is None:
+        from torch_fidelity.metric_prc import calculate_precision_recall_part
+
+        reals = torch.arange(10, dtype=torch.float32)[:, None]
+        fakes = torch.zeros(10, 1)
+        first, second = calculate_precision_recall_part(fakes, reals, 3, 100)
+        if first > second:
+            _PRC_FAKE_FIRST = True
+        else:
+            first, second = calculate_precision_recall_part(reals, fakes, 3, 100)
+            if not first > second:
+                raise RuntimeError("cannot tell torch-fidelity's precision/recall convention")
+            _PRC_FAKE_FIRST = False
+    return _PRC_FAKE_FIRST
+
+
+def precision_recall(
+    fake: torch.Tensor,
+    real: torch.Tensor,
+    neighborhood: int = PR_NEIGHBORHOOD,
+    batch_size: int = PR_BATCH_SIZE,
+    device: torch.device | str = "cpu",
+) -> tuple[float, float]:
+    """Kynkaanniemi et al. precision (fakes on the real manifold) and recall (the reverse).
+
+    Args:
+        fake: generated features [N, D].
+        real: real features [M, D].
+        neighborhood: k of the k-NN radius.
+        batch_size: rows per distance block (bounds memory).
+        device: where to compute distances.
+    """
+    from torch_fidelity.metric_prc import calculate_precision_recall_part
+
+    fake = fake.to(device, torch.float32)
+    real = real.to(device, torch.float32)
+    if _prc_fake_first():
+        precision, recall = calculate_precision_recall_part(fake, real, neighborhood, batch_size)
+    else:
+        precision, recall = calculate_precision_recall_part(real, fake, neighborhood, batch_size)
+    return float(precision), float(recall)
+
+
+# --------------------------------------------------------------------------------------------
+# Registered metrics
+# --------------------------------------------------------------------------------------------
+
+
+def _num(opts: MetricOptions) -> int:
+    return opts.num_samples if opts.num_samples is not None else DEFAULT_NUM_SAMPLES
+
+
+def _pretrained(opts: MetricOptions, name: str) -> FeatureExtractor:
+    return build_feature_extractor(
+        name, opts.device, opts.weights_dir, opts.extra.get("weights_paths")
+    )
+
+
+def _digits(opts: MetricOptions) -> FeatureExtractor:
+    if _distributed(opts):
+        # Rank 0 trains and caches the classifier; the others wait, then load that file.
+        if opts.rank == 0:
+            build_digits_extractor("cpu", cache_root(opts))
+        dist.barrier()
+    return build_digits_extractor(opts.device, cache_root(opts))
+
+
+def _fid(opts: MetricOptions, extractor: FeatureExtractor, layer: str) -> float:
+    real = dataset_features_cached(opts, extractor, layer, moments=True)
+    fake = generator_features(opts, extractor, layer, _num(opts), moments=True)
+    assert isinstance(real, dict) and isinstance(fake, dict)
+    return frechet_distance(fake, real)
+
+
+def _pr(opts: MetricOptions, extractor: FeatureExtractor, layer: str) -> tuple[float, float]:
+    num = _num(opts)
+    # Features in float16 (as StyleGAN2-ADA): halves memory and cache, distances barely move.
+    real = dataset_features_cached(opts, extractor, layer, num, dtype=torch.float16)
+    fake = generator_features(opts, extractor, layer, num, dtype=torch.float16)
+    assert isinstance(real, torch.Tensor) and isinstance(fake, torch.Tensor)
+    batch = int(opts.extra.get("pr_batch_size", PR_BATCH_SIZE))
+    return precision_recall(fake, real, PR_NEIGHBORHOOD, batch, opts.device)
+
+
+@register_metric(r"fid(?P<num>\d+k)_full")
+def fid_full(opts: MetricOptions) -> dict[str, float]:
+    """FID of N generated images against the full training set (Inception-v3 pool3)."""
+    return {f"fid{count_tag(_num(opts))}_full": _fid(opts, _pretrained(opts, INCEPTION), FID_LAYER)}
+
+
+@register_metric(r"kid(?P<num>\d+k)_full")
+def kid_full(opts: MetricOptions) -> dict[str, float]:
+    """KID of N generated images against up to 1M training images (Inception-v3 pool3)."""
+    extractor = _pretrained(opts, INCEPTION)
+    real = dataset_features_cached(opts, extractor, FID_LAYER, KID_MAX_REAL)
+    fake = generator_features(opts, extractor, FID_LAYER, _num(opts))
+    assert isinstance(real, torch.Tensor) and isinstance(fake, torch.Tensor)
+    return {f"kid{count_tag(_num(opts))}_full": kernel_distance(fake, real, opts.seed)}
+
+
+@register_metric(r"is(?P<num>\d+k)")
+def is_metric(opts: MetricOptions) -> dict[str, float]:
+    """Inception Score of N generated images (10 splits, logits without output bias)."""
+    logits = generator_features(opts, _pretrained(opts, INCEPTION), IS_LAYER, _num(opts))
+    assert isinstance(logits, torch.Tensor)
+    mean, std = inception_score(logits, int(opts.extra.get("is_splits", IS_SPLITS)))
+    tag = count_tag(_num(opts))
+    return {f"is{tag}_mean": mean, f"is{tag}_std": std}
+
+
+@register_metric(r"pr(?P<num>\d+k)3_full")
+def pr_full(opts: MetricOptions) -> dict[str, float]:
+    """Precision/recall (k=3, VGG16) of N generated images against N training images."""
+    precision, recall = _pr(opts, _pretrained(opts, VGG16), PR_LAYER)
+    name = f"pr{count_tag(_num(opts))}3_full"
+    return {f"{name}_precision": precision, f"{name}_recall": recall}
+
+
+@register_metric(r"fid_digits(?P<num>\d+k?)_full")
+def fid_digits_full(opts: MetricOptions) -> dict[str, float]:
+    """FID on the digits classifier's features, N fakes against all training digits."""
+    value = _fid(opts, _digits(opts), DIGITS_LAYER)
+    return {f"fid_digits{count_tag(_num(opts))}_full": value}
+
+
+@register_metric(r"pr_digits(?P<num>\d+k?)3_full")
+def pr_digits_full(opts: MetricOptions) -> dict[str, float]:
+    """Precision/recall (k=3) on the digits classifier's features, N fakes vs N reals."""
+    precision, recall = _pr(opts, _digits(opts), DIGITS_LAYER)
+    name = f"pr_digits{count_tag(_num(opts))}3_full"
+    return {f"{name}_precision": precision, f"{name}_recall": recall}

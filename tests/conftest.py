@@ -1,0 +1,40 @@
+"""Shared fixtures: composing the real configs through Hydra's compose API."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def compose_train(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
+    """Compose conf/train.yaml as `python -m dgan.train` would, with a run dir of our own."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(output_dir)
+            cfg.paths.output_dir = str(output_dir)
+            cfg.paths.cache_dir = str(output_dir / "cache")
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+@pytest.fixture
+def compose_cfg(tmp_path: Path):
+    def _compose(*overrides: str) -> DictConfig:
+        return compose_train(list(overrides), tmp_path / "run")
+
+    return _compose
