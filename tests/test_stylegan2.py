@@ -402,10 +402,15 @@ def test_discriminator_depends_on_t(mode: str):
         return
     torch.testing.assert_close(t0, D(img, None, None))  # t None means clean (t = 0)
     assert not torch.allclose(t0, D(img, None, torch.tensor([10, 10])))
+    if mode == "raw":
+        # The reference's quirk, kept: a scalar t goes through the embedding (bias 0 at init)
+        # and the mapping's 2nd-moment normalisation, which is scale-invariant, so an untrained
+        # D tells only t = 0 from t > 0.
+        torch.testing.assert_close(
+            D(img, None, torch.tensor([10, 10])), D(img, None, torch.tensor([700, 700]))
+        )
     if mode in ("raw", "normalized"):
-        # A scalar t goes through the mapping's embedding and 2nd-moment normalisation; with
-        # the embedding bias at its initial 0 that is scale-invariant, so (as in the reference)
-        # an untrained D tells only t = 0 from t > 0. Training moves the bias; emulate that.
+        # Training moves the embedding bias; emulate that.
         with torch.no_grad():
             D.head.mapping.embed.bias.normal_()
     a = D(img, None, torch.tensor([10, 10]))

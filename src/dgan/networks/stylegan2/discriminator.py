@@ -182,6 +182,7 @@ class Discriminator(nn.Module):
         t_max: largest timestep (the scale of ``normalized``).
         mapping_layers: layers of the head's mapping network.
         mapping_lr_multiplier: learning-rate multiplier of the head's mapping network.
+        t_embed_bias_init: initial bias of the head's (c, t) embedding (None: the head's default).
         use_reduced_precision: run the top ``num_fp16_res`` resolutions in bf16 on CUDA.
     """
 
@@ -202,6 +203,7 @@ class Discriminator(nn.Module):
         t_max: int = 1000,
         mapping_layers: int = 8,
         mapping_lr_multiplier: float = 0.01,
+        t_embed_bias_init: float | None = None,
         use_reduced_precision: bool = False,
     ) -> None:
         super().__init__()
@@ -235,6 +237,7 @@ class Discriminator(nn.Module):
             t_max=t_max,
             num_layers=mapping_layers,
             lr_multiplier=mapping_lr_multiplier,
+            embed_bias_init=t_embed_bias_init,
         )
         self.b4 = DiscriminatorEpilogue(
             channels[4],
