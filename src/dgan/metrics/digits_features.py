@@ -79,18 +79,17 @@ class DigitsClassifier(nn.Module):
         """
         super().__init__()
         self.body = nn.Sequential(
+            # Digits are 8x8 upscaled: 16x16 keeps all their detail at a quarter of the cost.
+            nn.AvgPool2d(2),  # 16x16
             nn.Conv2d(1, 16, 3, padding=1),
             nn.ReLU(),
-            nn.AvgPool2d(2),  # 16x16
-            nn.Conv2d(16, 32, 3, padding=1),
-            nn.ReLU(),
             nn.AvgPool2d(2),  # 8x8
-            nn.Conv2d(32, 64, 3, padding=1),
+            nn.Conv2d(16, 32, 3, padding=1),
             nn.ReLU(),
             nn.AvgPool2d(2),  # 4x4
             nn.Flatten(),
         )
-        self.embedding = nn.Linear(64 * 16, feature_dim)
+        self.embedding = nn.Linear(32 * 16, feature_dim)
         self.head = nn.Linear(feature_dim, num_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,20 +102,23 @@ class DigitsClassifier(nn.Module):
 
 
 def _training_images() -> tuple[torch.Tensor, torch.Tensor]:
+    """Both upscaling corner conventions of every digit: views [2, N, 1, 32, 32], labels [N].
+
+    Both conventions, and the uint8 round trip every metric input goes through, so that the
+    features do not depend on how the data module happens to upscale.
+    """
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     raw = torch.as_tensor(digits.images, dtype=torch.float32)
     labels = torch.as_tensor(digits.target, dtype=torch.long)
-    # Both corner conventions, and the uint8 round trip every metric input goes through, so
-    # the features do not depend on how the data module happens to upscale.
     views = [
         uint8_to_input(to_uint8(upscale_digits(raw, align_corners=ac))) for ac in (False, True)
     ]
-    return torch.cat(views), labels.repeat(len(views))
+    return torch.stack(views), labels
 
 
-def train_digits_classifier(seed: int = 0, epochs: int = 6, batch_size: int = 128) -> nn.Module:
+def train_digits_classifier(seed: int = 0, epochs: int = 12, batch_size: int = 64) -> nn.Module:
     """Train the classifier deterministically on CPU (a few seconds).
 
     Args:
@@ -124,7 +126,7 @@ def train_digits_classifier(seed: int = 0, epochs: int = 6, batch_size: int = 12
         epochs: passes over the (two-view) training set.
         batch_size: minibatch size.
     """
-    x, y = _training_images()
+    views, y = _training_images()
     # A private RNG state: training must neither disturb nor depend on the caller's seeds.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -133,10 +135,11 @@ def train_digits_classifier(seed: int = 0, epochs: int = 6, batch_size: int = 12
         opt = torch.optim.Adam(model.parameters(), lr=3e-3)
         model.train()
         for _ in range(epochs):
-            order = torch.randperm(len(x), generator=gen)
-            for start in range(0, len(x), batch_size):
+            order = torch.randperm(len(y), generator=gen)
+            for start in range(0, len(y), batch_size):
                 idx = order[start : start + batch_size]
-                xb = x[idx]
+                # Each batch sees one of the two upscaling conventions, at random.
+                xb = views[int(torch.randint(len(views), (1,), generator=gen)), idx]
                 # One-pixel shifts: generated digits are rarely perfectly centred.
                 shift = torch.randint(-1, 2, (2,), generator=gen).tolist()
                 xb = torch.roll(xb, shifts=shift, dims=(2, 3))
@@ -149,10 +152,10 @@ def train_digits_classifier(seed: int = 0, epochs: int = 6, batch_size: int = 12
 
 
 def classifier_accuracy(model: nn.Module) -> float:
-    """Accuracy on the (training) digits; a sanity check of the cached classifier."""
-    x, y = _training_images()
+    """Accuracy on the (training) digits, worst upscaling convention; a sanity check."""
+    views, y = _training_images()
     with torch.no_grad():
-        return (model(x).argmax(1) == y).float().mean().item()
+        return min((model(x).argmax(1) == y).float().mean().item() for x in views)
 
 
 def classifier_path(cache_dir: str | os.PathLike[str] | None = None, seed: int = 0) -> Path:
