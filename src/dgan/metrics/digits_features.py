@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -25,7 +26,7 @@ from dgan.metrics.feature_extractors import FeatureExtractor, file_digest
 DIGITS_RESOLUTION = 32
 FEATURE_DIM = 64
 # Bump when the architecture or training recipe changes: names the cache file.
-CLASSIFIER_VERSION = 1
+CLASSIFIER_VERSION = 2
 DIGITS_EXTRACTOR = "digits-cnn"
 
 
@@ -181,8 +182,13 @@ def load_digits_classifier(
     path = classifier_path(cache_dir, seed)
     model = DigitsClassifier()
     if path.is_file():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return model.eval().requires_grad_(False), path
+        try:
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            return model.eval().requires_grad_(False), path
+        except (RuntimeError, OSError, EOFError) as err:
+            # Stale or damaged file (e.g. left by another version): training again is cheap.
+            message = f"retraining the digits classifier, cannot load {path}: {err}"
+            warnings.warn(message, stacklevel=2)
     model = train_digits_classifier(seed)
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)

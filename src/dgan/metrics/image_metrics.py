@@ -74,7 +74,13 @@ def count_tag(n: int) -> str:
 
 
 def shard(total: int, rank: int, world_size: int) -> range:
-    """Contiguous share of ``range(total)`` for ``rank``; the remainder goes to the first ranks."""
+    """Contiguous share of ``range(total)`` for ``rank``; the remainder goes to the first ranks.
+
+    Args:
+        total: number of items over all ranks.
+        rank: this process's rank.
+        world_size: number of ranks.
+    """
     base, extra = divmod(total, world_size)
     start = rank * base + min(rank, extra)
     return range(start, start + base + (1 if rank < extra else 0))
@@ -119,7 +125,12 @@ def images_to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 def generate_uint8(opts: MetricOptions, indices: Sequence[int]) -> Iterator[torch.Tensor]:
-    """uint8 fakes of global sample ``indices`` in batches of ``opts.batch_size``."""
+    """uint8 fakes of global sample ``indices`` in batches of ``opts.batch_size``.
+
+    Args:
+        opts: metric options (generator, device, seed, truncation, batch size).
+        indices: global sample indices to generate.
+    """
     G = opts.G
     net = getattr(G, "module", G)  # z_dim / c_dim live on the bare network, not a DDP wrapper
     was_training = G.training
@@ -151,7 +162,12 @@ class _RealImages(torch.utils.data.Dataset):
 
 
 def real_uint8(opts: MetricOptions, indices: Sequence[int]) -> Iterator[torch.Tensor]:
-    """uint8 reals at dataset ``indices`` in batches (``opts.extra["num_workers"]`` workers)."""
+    """uint8 reals at dataset ``indices`` in batches (``opts.extra["num_workers"]`` workers).
+
+    Args:
+        opts: metric options (dataset, batch size).
+        indices: dataset indices to load.
+    """
     loader = torch.utils.data.DataLoader(
         _RealImages(opts.dataset, indices),
         batch_size=opts.batch_size,
@@ -162,7 +178,13 @@ def real_uint8(opts: MetricOptions, indices: Sequence[int]) -> Iterator[torch.Te
 
 
 def real_indices(num_real: int, count: int, seed: int = REAL_SUBSET_SEED) -> list[int]:
-    """All indices, or a fixed random subset of ``count`` (sorted, for sequential reads)."""
+    """All indices, or a fixed random subset of ``count`` (sorted, for sequential reads).
+
+    Args:
+        num_real: dataset length (x-flips included).
+        count: how many reals the metric uses.
+        seed: seed of the subset.
+    """
     if count >= num_real:
         return list(range(num_real))
     perm = np.random.default_rng(seed).permutation(num_real)[:count]
@@ -350,7 +372,15 @@ def cache_root(opts: MetricOptions) -> Path:
 def real_cache_path(
     opts: MetricOptions, extractor: FeatureExtractor, layer: str, kind: str, count: int
 ) -> Path | None:
-    """Cache file of real statistics; ``None`` when the dataset has no fingerprint."""
+    """Cache file of real statistics; ``None`` when the dataset has no fingerprint.
+
+    Args:
+        opts: metric options (dataset, cache_dir).
+        extractor: feature extractor (its weights identity is part of the key).
+        layer: extractor output.
+        kind: ``"moments"`` or ``"features-<dtype>"``.
+        count: number of reals.
+    """
     ds = opts.dataset
     fingerprint = getattr(ds, "fingerprint", None)
     if not fingerprint:
@@ -433,7 +463,12 @@ def dataset_features_cached(
 
 
 def frechet_distance(fake: Statistics, real: Statistics) -> float:
-    """FID between two ``{"mu", "sigma"}`` statistics (torch-fidelity's formula)."""
+    """FID between two ``{"mu", "sigma"}`` statistics (torch-fidelity's formula).
+
+    Args:
+        fake: statistics of the generated images.
+        real: statistics of the real images.
+    """
     from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
 
     return float(fid_statistics_to_metric(fake, real, False)[KEY_METRIC_FID])
@@ -462,7 +497,12 @@ def kernel_distance(fake: torch.Tensor, real: torch.Tensor, seed: int = 0) -> fl
 
 
 def inception_score(logits: torch.Tensor, splits: int = IS_SPLITS) -> tuple[float, float]:
-    """Inception Score mean and std over ``splits`` from unbiased logits."""
+    """Inception Score mean and std over ``splits`` from unbiased logits.
+
+    Args:
+        logits: Inception logits [N, 1008] (without output bias).
+        splits: number of disjoint splits (capped at N).
+    """
     from torch_fidelity.metric_isc import (
         KEY_METRIC_ISC_MEAN,
         KEY_METRIC_ISC_STD,
@@ -470,7 +510,7 @@ def inception_score(logits: torch.Tensor, splits: int = IS_SPLITS) -> tuple[floa
     )
 
     # No shuffle: fakes are i.i.d. already, and the value must not depend on a second RNG.
-    out = isc_features_to_metric(logits.float(), splits, False)
+    out = isc_features_to_metric(logits.float(), min(splits, len(logits)), False)
     return float(out[KEY_METRIC_ISC_MEAN]), float(out[KEY_METRIC_ISC_STD])
 
 
