@@ -105,6 +105,11 @@ def build_run(cfg: DictConfig) -> Run:
     run_dir = Path(cfg.paths.output_dir)
     plain = plain_config(cfg)
 
+    if "path" in cfg.dataset and not cfg.dataset.path:
+        raise ConfigError(
+            "dataset.path is required: a folder or zip of images; make one with "
+            "python -m dgan.data.prepare --source=SRC --dest=DATA.zip, then dataset.path=DATA.zip"
+        )
     dataset = build(cfg.dataset, "dataset")
     diffusion = build(cfg.diffusion, "diffusion") if cfg.get("diffusion") else None
     module = build(cfg.model, "model", diffusion=diffusion, total_kimg=float(cfg.kimg))
