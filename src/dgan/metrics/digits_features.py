@@ -129,7 +129,8 @@ def train_digits_classifier(seed: int = 0, epochs: int = 12, batch_size: int = 6
     """
     views, y = _training_images()
     # A private RNG state: training must neither disturb nor depend on the caller's seeds.
-    with torch.random.fork_rng(devices=[]):
+    # Grad mode on: the first use may come from an evaluation running under torch.no_grad().
+    with torch.random.fork_rng(devices=[]), torch.enable_grad():
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         model = DigitsClassifier()
