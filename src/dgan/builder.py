@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dgan.callbacks.checkpoint import LAST
 from dgan.callbacks.metrics import MetricsCallback
+from dgan.run_info import run_info
 
 
 class ConfigError(ValueError):
@@ -131,6 +132,10 @@ def build_run(cfg: DictConfig) -> Run:
     ckpt_path = resolve_resume(cfg.get("resume"), run_dir)
     if ckpt_path is not None:
         _check_resume(ckpt_path, float(cfg.kimg))
+    # Last, once the config is known good: W&B starts its run on the first call.
+    info = run_info(cfg, plain)
+    for logger in loggers:
+        logger.log_hyperparams(info)
     return Run(cfg, run_dir, trainer, module, datamodule, metrics, ckpt_path)
 
 

@@ -41,14 +41,15 @@ def wandb_logger(project: str = "dgan", name: str | None = None, group: str | No
         group: run group (a multirun's jobs share one).
         save_dir: directory of the local W&B files (the run directory).
         mode: online | offline | disabled (None: offline unless credentials exist).
-        log_model: upload checkpoints as artifacts.
+        log_model: log each checkpoint dgan saves as a model artifact (offline too: uploaded by
+            ``wandb sync``).
         tags: run tags.
     """
-    from lightning.pytorch.loggers import WandbLogger
+    from dgan.tracking import KimgWandbLogger
 
     mode = resolve_wandb_mode(mode)
     os.environ["WANDB_MODE"] = mode
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    return WandbLogger(project=project, name=name, group=group, save_dir=str(save_dir),
-                       offline=mode == "offline", mode=mode, log_model=log_model,
-                       tags=list(tags or []), **kwargs)
+    return KimgWandbLogger(project=project, name=name, group=group, save_dir=str(save_dir),
+                           offline=mode == "offline", mode=mode, log_checkpoints=log_model,
+                           tags=list(tags or []), **kwargs)

@@ -305,9 +305,12 @@ class DiffusionGAN(L.LightningModule):
             b_ema.copy_(b)
 
     def _log_step(self, logs: dict[str, torch.Tensor]) -> None:
-        logs = {**logs, "progress/kimg": torch.tensor(self.kimg)}
         self.log_dict(logs, on_step=True, on_epoch=False, batch_size=self.batch_size)
-        self.log_dict({"kimg": self.kimg, "lossG": logs["loss/G"], "lossD": logs["loss/D"]},
+        # kimg goes to the loggers too: it is the x axis of every W&B chart (dgan.tracking).
+        # A CPU tensor, so that logging it costs no copy to the device.
+        self.log("kimg", torch.tensor(self.kimg), prog_bar=True, on_step=True, on_epoch=False,
+                 batch_size=self.batch_size)
+        self.log_dict({"lossG": logs["loss/G"], "lossD": logs["loss/D"]},
                       prog_bar=True, logger=False, on_step=True, on_epoch=False)
 
     # ------------------------------------------------------------------ checkpoints

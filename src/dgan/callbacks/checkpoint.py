@@ -8,6 +8,8 @@ from typing import Any
 
 import lightning as L
 
+from dgan.tracking import log_checkpoint
+
 LAST = "last.ckpt"
 
 
@@ -44,6 +46,10 @@ class KimgCheckpoint(L.Callback):
         save_checkpoint_atomic(trainer, path)
         if self.keep_snapshots:
             save_checkpoint_atomic(trainer, self.dirpath / f"kimg{int(pl_module.kimg):06d}.ckpt")
+        if trainer.is_global_zero:
+            # W&B archives it when logger.wandb.log_model=true; other loggers ignore it.
+            log_checkpoint(trainer, path, pl_module.kimg,
+                           aliases=["latest", f"kimg{pl_module.kimg:.1f}"])
         return path
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,

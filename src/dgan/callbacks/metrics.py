@@ -102,11 +102,11 @@ class MetricsCallback(L.Callback):
                     save_checkpoint_atomic(trainer, self.run_dir / "checkpoints" / "best.ckpt")
         if trainer.is_global_zero:
             append_metrics(self.run_dir, kimg, results)
-            if trainer.logger is not None:
-                logged = {f"metrics/{k}": float(v) for k, v in results.items()}
-                if self.best:
-                    logged.update({f"metrics/best_{k}": float(v) for k, v in self.best.items()})
-                trainer.logger.log_metrics({**logged, "kimg": kimg}, step=trainer.global_step)
+            logged = {f"metrics/{k}": float(v) for k, v in results.items()}
+            if self.best:
+                logged.update({f"metrics/best_{k}": float(v) for k, v in self.best.items()})
+            for logger in trainer.loggers:  # every logger: CSV and W&B side by side
+                logger.log_metrics({**logged, "kimg": kimg}, step=trainer.global_step)
             summary = ", ".join(f"{k}={v:.4g}" for k, v in results.items())
             print(f"[dgan] kimg {kimg:.1f}: {summary}", flush=True)
         return results

@@ -8,6 +8,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from dgan.tracking import log_image_file
 from dgan.visualize import save_image_grid, save_scatter
 
 
@@ -83,10 +84,7 @@ class SamplesCallback(L.Callback):
 
     def _write(self, trainer: L.Trainer, path: Path, key: str, kimg: float) -> None:
         self.written.append(path)
-        log_image = getattr(trainer.logger, "log_image", None)
-        if log_image is not None:
-            log_image(key=key, images=[str(path)], step=trainer.global_step,
-                      caption=[f"kimg {kimg:.1f}"])
+        log_image_file(trainer, key, path, kimg, caption=f"kimg {kimg:.1f}")
 
     def state_dict(self) -> dict[str, Any]:
         return {"next_kimg": self.next_kimg}

@@ -1,0 +1,142 @@
+"""Experiment tracking with kimg as the x axis: a W&B logger, and helpers that send pictures,
+tables and checkpoints to whichever loggers a run has.
+
+Lightning steps its loggers by optimizer steps (two or three per GAN iteration) or by batches,
+depending on the caller; dgan's clock is kimg, the images shown. ``KimgWandbLogger`` makes kimg
+the step metric of every W&B chart and adds the latest kimg to any record that lacks it.
+Callbacks call the helpers below on rank 0 only; loggers without images or tables (CSV) are
+skipped, the PNG and CSV files in the run directory are their record.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+KIMG = "kimg"
+KIMG_DECIMALS = 3  # one image
+MODEL_ARTIFACT_TYPE = "model"
+
+
+class KimgWandbLogger(WandbLogger):
+    """Lightning's ``WandbLogger`` with kimg as the x axis and checkpoints as artifacts.
+
+    Args:
+        log_checkpoints: upload each checkpoint dgan saves as a W&B model artifact (Lightning's
+            own ``log_model`` only sees ModelCheckpoint, which dgan does not use).
+        **kwargs: passed to ``WandbLogger`` (project, name, group, save_dir, mode, tags...).
+    """
+
+    def __init__(self, log_checkpoints: bool = False, **kwargs: Any) -> None:
+        kwargs.pop("log_model", None)
+        super().__init__(log_model=False, **kwargs)
+        self.log_checkpoints = bool(log_checkpoints)
+        self._kimg_axis = False
+        self._last_kimg: float | None = None
+
+    @property
+    def experiment(self) -> Any:
+        run = WandbLogger.experiment.fget(self)  # type: ignore[attr-defined]
+        if not self._kimg_axis and rank_zero_only.rank == 0 and hasattr(run, "define_metric"):
+            # Declared after Lightning's trainer/global_step axis, so it replaces it for "*".
+            run.define_metric(KIMG)
+            run.define_metric("*", step_metric=KIMG, step_sync=True)
+            self._kimg_axis = True
+        return run
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        metrics = dict(metrics)
+        if KIMG in metrics:
+            # Lightning hands over float32: round to whole images (0.001 kimg) so that the
+            # axis reads 0.512, not 0.51200002, and sorts with the values logged as floats.
+            self._last_kimg = round(float(metrics[KIMG]), KIMG_DECIMALS)
+            metrics[KIMG] = self._last_kimg
+        elif self._last_kimg is not None:
+            metrics[KIMG] = self._last_kimg
+        super().log_metrics(metrics, step)
+
+    @rank_zero_only
+    def log_image_file(self, key: str, path: str | Path, kimg: float,
+                       caption: str | None = None) -> None:
+        """Log the PNG at ``path`` under ``key`` at ``kimg``."""
+        import wandb
+
+        self.log_metrics({key: wandb.Image(str(path), caption=caption), KIMG: kimg})
+
+    @rank_zero_only
+    def log_rows(self, key: str, columns: list[str], rows: list[list[Any]], kimg: float) -> None:
+        """Log a table under ``key`` at ``kimg``."""
+        import wandb
+
+        self.log_metrics({key: wandb.Table(columns=columns, data=rows), KIMG: kimg})
+
+    @rank_zero_only
+    def log_checkpoint(self, path: str | Path, kimg: float, aliases: list[str]) -> None:
+        """Upload a checkpoint as a version of the run's model artifact (if asked for)."""
+        if not self.log_checkpoints:
+            return
+        import wandb
+
+        path = Path(path)
+        run = self.experiment
+        artifact = wandb.Artifact(f"model-{run.id}", type=MODEL_ARTIFACT_TYPE,
+                                  metadata={KIMG: kimg, "file": path.name})
+        artifact.add_file(str(path), name=path.name)  # copied: last.ckpt is overwritten later
+        run.log_artifact(artifact, aliases=aliases)
+
+
+def log_image_file(trainer: L.Trainer, key: str, path: str | Path, kimg: float,
+                   caption: str | None = None) -> None:
+    """Send a PNG to every logger of ``trainer`` that takes images, at ``kimg``.
+
+    Args:
+        trainer: the trainer whose loggers receive it.
+        key: name of the image series (e.g. ``samples``).
+        path: the PNG file.
+        kimg: training progress of the picture.
+        caption: text shown under the image.
+    """
+    for logger in trainer.loggers:
+        if isinstance(logger, KimgWandbLogger):
+            logger.log_image_file(key, path, kimg, caption)
+        elif hasattr(logger, "log_image"):
+            kwargs = {"caption": [caption]} if caption else {}
+            logger.log_image(key=key, images=[str(path)], step=trainer.global_step, **kwargs)
+
+
+def log_rows(trainer: L.Trainer, key: str, columns: list[str], rows: list[list[Any]],
+             kimg: float) -> None:
+    """Send a table to every logger of ``trainer`` that takes tables, at ``kimg``.
+
+    Args:
+        trainer: the trainer whose loggers receive it.
+        key: name of the table.
+        columns: column names.
+        rows: the rows, one list of values per row.
+        kimg: training progress of the table.
+    """
+    for logger in trainer.loggers:
+        if isinstance(logger, KimgWandbLogger):
+            logger.log_rows(key, columns, rows, kimg)
+        elif hasattr(logger, "log_table"):
+            logger.log_table(key=key, columns=columns, data=rows, step=trainer.global_step)
+
+
+def log_checkpoint(trainer: L.Trainer, path: str | Path, kimg: float,
+                   aliases: list[str] | None = None) -> None:
+    """Offer a saved checkpoint to the loggers that archive checkpoints (W&B, when asked).
+
+    Args:
+        trainer: the trainer whose loggers receive it.
+        path: the checkpoint file.
+        kimg: training progress of the checkpoint.
+        aliases: artifact aliases (default: latest).
+    """
+    for logger in trainer.loggers:
+        if isinstance(logger, KimgWandbLogger):
+            logger.log_checkpoint(path, kimg, aliases or ["latest"])
