@@ -304,6 +304,8 @@ class Generator(nn.Module):
         w_avg_beta: decay of the tracked average w used for truncation.
         architecture: synthesis architecture ``orig`` | ``skip`` | ``resnet``.
         use_reduced_precision: run the top ``num_fp16_res`` resolutions in bf16 on CUDA.
+        fused_modconv: modulated convolutions as one grouped convolution of per-sample kernels
+            instead of input modulation (slower for training; see ``modulated_conv2d``).
     """
 
     def __init__(
@@ -322,6 +324,7 @@ class Generator(nn.Module):
         w_avg_beta: float = 0.995,
         architecture: str = "skip",
         use_reduced_precision: bool = False,
+        fused_modconv: bool = False,
     ) -> None:
         super().__init__()
         self.z_dim = z_dim
@@ -340,6 +343,7 @@ class Generator(nn.Module):
             architecture=architecture,
             use_reduced_precision=use_reduced_precision,
         )
+        self.fused_modconv = fused_modconv
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(
             z_dim=z_dim,
@@ -359,6 +363,18 @@ class Generator(nn.Module):
     @use_reduced_precision.setter
     def use_reduced_precision(self, value: bool) -> None:
         self.synthesis.use_reduced_precision = bool(value)
+
+    @property
+    def fused_modconv(self) -> bool:
+        """Whether modulated convolutions run as grouped convolutions of per-sample kernels."""
+        return self._fused_modconv
+
+    @fused_modconv.setter
+    def fused_modconv(self, value: bool) -> None:
+        self._fused_modconv = bool(value)
+        for layer in self.synthesis.modules():
+            if isinstance(layer, (SynthesisLayer, ToRGB)):
+                layer.fused_modconv = self._fused_modconv
 
     @property
     def w_avg(self) -> torch.Tensor:

@@ -16,6 +16,8 @@ from dgan.networks.layers import LRELU_GAIN, LRELU_SLOPE, EqualLinear
 from dgan.networks.stylegan2.resample import DEFAULT_FILTER, conv2d_resample, setup_filter
 
 ACTIVATION_GAINS = {"linear": 1.0, "lrelu": LRELU_GAIN}
+# Keeps the demodulation finite for an all-zero style (as in the reference).
+DEMOD_EPS = 1e-8
 
 
 def bias_act(
@@ -119,12 +121,20 @@ def modulated_conv2d(
     padding: int = 0,
     resample_filter: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
+    fused: bool = False,
 ) -> torch.Tensor:
-    """Per-sample modulated (and demodulated) convolution, run as one grouped convolution.
+    """Per-sample modulated (and demodulated) convolution with one convolution for the batch.
 
     Each sample gets its own kernel ``weight * style`` (scaled so every output channel has unit
-    L2 norm when ``demodulate``); the batch is folded into the channel axis so the whole batch
-    is a single ``conv2d`` with ``groups = N``.
+    L2 norm when ``demodulate``). Two equivalent ways run it as a single convolution:
+
+    - ``fused=False`` (default): scale the *input* channels by the styles, convolve the whole
+      batch with the shared kernel, scale the output channels by the demodulation
+      coefficients. The coefficients come from one [N, in] x [in, out] matmul, so no per-sample
+      kernel is ever built. 2-15x faster than the grouped form on CPU for training (measured
+      by ``python -m dgan.bench``); StyleGAN2-ADA also trains this way.
+    - ``fused=True``: build the per-sample kernels and fold the batch into the channel axis,
+      one ``conv2d`` with ``groups = N`` (StyleGAN2-ADA's inference path).
 
     Args:
         x: input [N, in, H, W].
@@ -135,11 +145,12 @@ def modulated_conv2d(
         padding: convolution padding (``k // 2`` keeps the size).
         resample_filter: FIR filter for ``up > 1``.
         noise: added to the output; broadcastable to [N, out, H', W'].
+        fused: one grouped convolution of per-sample kernels instead of input modulation.
     """
     batch = x.shape[0]
     out_channels, in_channels, kh, kw = weight.shape
     if x.dtype == torch.float16 and demodulate:
-        # fp16 overflows in the product below; rescaling is harmless since demodulation
+        # fp16 overflows in the products below; rescaling is harmless since demodulation
         # divides it out again. bf16 has fp32's range and does not need it.
         weight = weight * (
             1
@@ -147,9 +158,21 @@ def modulated_conv2d(
             / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True)
         )
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+    if not fused:
+        dcoefs = None
+        if demodulate:
+            # sum_{i,k} (w_oik s_i)^2 = sum_i s_i^2 sum_k w_oik^2: a matmul, no [N, out, in, k, k].
+            dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + DEMOD_EPS).rsqrt()
+        x = x * styles.to(x.dtype).reshape(batch, -1, 1, 1)
+        x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up, padding=padding)
+        if dcoefs is not None:
+            x = x * dcoefs.to(x.dtype).reshape(batch, -1, 1, 1)
+        if noise is not None:
+            x = x + noise.to(x.dtype)
+        return x
     w = weight.unsqueeze(0) * styles.reshape(batch, 1, in_channels, 1, 1)
     if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
+        dcoefs = (w.square().sum(dim=[2, 3, 4]) + DEMOD_EPS).rsqrt()
         w = w * dcoefs.reshape(batch, out_channels, 1, 1, 1)
     x = x.reshape(1, batch * in_channels, *x.shape[2:])
     w = w.reshape(batch * out_channels, in_channels, kh, kw).to(x.dtype)
@@ -209,6 +232,8 @@ class SynthesisLayer(nn.Module):
         activation: ``"linear"`` or ``"lrelu"``.
         resample_filter: taps of the FIR filter used for upsampling.
         conv_clamp: clamp the output to +-this value (None: no clamping).
+        fused_modconv: one grouped convolution of per-sample kernels instead of input
+            modulation (see :func:`modulated_conv2d`).
     """
 
     def __init__(
@@ -223,8 +248,10 @@ class SynthesisLayer(nn.Module):
         activation: str = "lrelu",
         resample_filter: tuple[float, ...] = DEFAULT_FILTER,
         conv_clamp: float | None = None,
+        fused_modconv: bool = False,
     ) -> None:
         super().__init__()
+        self.fused_modconv = fused_modconv
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.resolution = resolution
@@ -255,6 +282,7 @@ class SynthesisLayer(nn.Module):
             padding=self.padding,
             resample_filter=self.resample_filter,
             noise=noise,
+            fused=self.fused_modconv,
         )
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
         return bias_act(x, self.bias, self.activation, gain=self.act_gain * gain, clamp=clamp)
@@ -275,6 +303,8 @@ class ToRGB(nn.Module):
         w_dim: width of the intermediate latent w.
         kernel_size: convolution kernel size (1 in StyleGAN2).
         conv_clamp: clamp the output to +-this value (None: no clamping).
+        fused_modconv: one grouped convolution of per-sample kernels instead of input
+            modulation (see :func:`modulated_conv2d`).
     """
 
     def __init__(
@@ -284,8 +314,10 @@ class ToRGB(nn.Module):
         w_dim: int,
         kernel_size: int = 1,
         conv_clamp: float | None = None,
+        fused_modconv: bool = False,
     ) -> None:
         super().__init__()
+        self.fused_modconv = fused_modconv
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.conv_clamp = conv_clamp
@@ -299,7 +331,8 @@ class ToRGB(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """Image contribution [N, out, H, W] of features ``x`` under latent ``w``."""
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False, padding=self.padding)
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, padding=self.padding,
+                             fused=self.fused_modconv)
         return bias_act(x, self.bias, "linear", clamp=self.conv_clamp)
 
     def extra_repr(self) -> str:
