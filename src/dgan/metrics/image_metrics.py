@@ -133,6 +133,12 @@ def generate_uint8(opts: MetricOptions, indices: Sequence[int]) -> Iterator[torc
     """
     G = opts.G
     net = getattr(G, "module", G)  # z_dim / c_dim live on the bare network, not a DDP wrapper
+    fixed_images = getattr(net, "uint8_images", None)
+    if fixed_images is not None:
+        # A fixed image set stands in for G (metrics.image_set): fake i is image i.
+        for start in range(0, len(indices), opts.batch_size):
+            yield fixed_images(indices[start : start + opts.batch_size])
+        return
     was_training = G.training
     G.eval()
     kwargs = {} if opts.truncation_psi == 1 else {"truncation_psi": opts.truncation_psi}

@@ -1,0 +1,126 @@
+"""Reading dgan checkpoints outside training: the run config and G_ema.
+
+A checkpoint written by ``dgan.train`` is a Lightning ``.ckpt`` holding plain data only (it
+loads with ``weights_only=True``): the weights under ``state_dict`` and, under ``dgan``, the
+images seen and the resolved run config as a plain dict. The generator is rebuilt from that
+config (``model.generator`` has a ``_target_``), so a checkpoint does not pickle code and keeps
+working as long as the network's constructor and parameter names do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dgan.builder import ConfigError, build
+
+G_EMA_PREFIX = "G_ema."
+
+
+@dataclasses.dataclass
+class LoadedGenerator:
+    """G_ema of a checkpoint and what it was trained with.
+
+    Args:
+        path: the checkpoint file.
+        G: the EMA generator, in eval mode, gradients off, on the requested device.
+        config: the run's resolved config (plain dict).
+        kimg: thousands of real images shown when the checkpoint was written.
+    """
+
+    path: Path
+    G: nn.Module
+    config: dict[str, Any]
+    kimg: float
+
+    @property
+    def is_points(self) -> bool:
+        """Whether G makes 2-D points (toy data) rather than images."""
+        return not hasattr(self.G, "img_resolution")
+
+
+def read_checkpoint(path: str | Path, key: str = "ckpt") -> dict[str, Any]:
+    """The raw checkpoint dict, checked to be a dgan checkpoint.
+
+    Args:
+        path: the ``.ckpt`` file.
+        key: the argument name used in error messages.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"{key}={path}: no such checkpoint file; give a .ckpt written by dgan.train, "
+            "e.g. RUN_DIR/checkpoints/last.ckpt or best.ckpt"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, foreign or pickled-code files: say which one
+        text = " ".join(str(err).split())[:200]
+        raise ConfigError(f"{key}={path}: cannot read the checkpoint ({text})") from err
+    dgan_state = state.get("dgan") if isinstance(state, dict) else None
+    if not isinstance(dgan_state, dict) or not isinstance(dgan_state.get("config"), dict):
+        raise ConfigError(f"{key}={path}: not a dgan checkpoint (no 'dgan' section with a config)")
+    if not isinstance(state.get("state_dict"), dict):
+        raise ConfigError(f"{key}={path}: the checkpoint has no state_dict")
+    return state
+
+
+def build_generator(config: dict[str, Any]) -> nn.Module:
+    """A freshly initialised generator as ``config["model"]["generator"]`` describes it."""
+    node = (config.get("model") or {}).get("generator")
+    if not isinstance(node, dict) or "_target_" not in node:
+        raise ConfigError("model.generator: the checkpoint's config has no generator _target_")
+    return build(node, "model.generator")
+
+
+def load_generator(
+    path: str | Path, device: torch.device | str = "cpu", key: str = "ckpt"
+) -> LoadedGenerator:
+    """Rebuild G_ema of a dgan checkpoint and load its weights.
+
+    Args:
+        path: the ``.ckpt`` file.
+        device: where to put the generator.
+        key: the argument name used in error messages.
+    """
+    state = read_checkpoint(path, key)
+    config = state["dgan"]["config"]
+    G = build_generator(config)
+    weights = {
+        name[len(G_EMA_PREFIX):]: tensor
+        for name, tensor in state["state_dict"].items()
+        if name.startswith(G_EMA_PREFIX)
+    }
+    if not weights:
+        raise ConfigError(f"{key}={path}: the checkpoint holds no {G_EMA_PREFIX}* weights")
+    try:
+        G.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        text = " ".join(str(err).split())[:300]
+        raise ConfigError(
+            f"{key}={path}: G_ema weights do not fit model.generator of its config ({text})"
+        ) from err
+    G = G.to(device).eval().requires_grad_(False)
+    kimg = float(state["dgan"].get("cur_nimg", 0)) / 1000
+    return LoadedGenerator(path=Path(path), G=G, config=config, kimg=kimg)
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """The device to run on: CUDA when available for None, else as torch reads ``device``.
+
+    Args:
+        device: None, ``cpu``, ``cuda``, ``cuda:1`` ...
+    """
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as err:
+        raise ConfigError(f"device={device!r} is not valid; use cpu, cuda or cuda:N") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r}: CUDA is not available here; use device=cpu")
+    return resolved

@@ -1,0 +1,135 @@
+"""``key=value`` command-line arguments for the small commands (generate, evaluate).
+
+``python -m dgan.train`` is a Hydra app; the stand-alone commands take the same ``key=value``
+style but parse it here, because Hydra reads ``seeds=1,5,9`` as a sweep over three values and
+because ``evaluate`` passes ``dataset.KEY=VALUE`` through to a dataset config it only knows
+after reading the checkpoint. Values are YAML scalars or flow lists (``metrics=[a,b]``), read
+with the same rules as OmegaConf's dot-lists; ``null`` is None.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import yaml
+
+from dgan.builder import ConfigError
+
+T = TypeVar("T")
+
+
+def parse_value(text: str) -> Any:
+    """A YAML scalar or flow list; text YAML cannot read stays a string."""
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def _convert(key: str, value: Any, annotation: Any) -> Any:
+    """``value`` as the field type ``annotation`` (str, int, float, bool, list[str], optional)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(key, value, inner)
+    if origin is list:
+        (item,) = args
+        if isinstance(value, str):  # metrics=a,b as well as metrics=[a,b]
+            value = [part for part in value.split(",") if part]
+        if not isinstance(value, list):
+            value = [value]
+        return [_convert(key, v, item) for v in value]
+    if value is None:
+        raise ConfigError(f"{key}=null is not valid; {key} needs a value")
+    if annotation is str:
+        return str(value)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}={value!r} is not valid; expected true or false")
+    if annotation in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{key}={value!r} is not valid; expected a number")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{key}={value!r} is not valid; expected a number") from None
+        if annotation is int:
+            if number != int(number):
+                raise ConfigError(f"{key}={value!r} is not valid; expected an integer")
+            return int(number)
+        return number
+    return value  # Any: as YAML read it
+
+
+def parse_key_values(
+    argv: Sequence[str], options: type[T], passthrough: Sequence[str] = ()
+) -> tuple[T, dict[str, dict[str, Any]]]:
+    """Fill the dataclass ``options`` from ``key=value`` arguments.
+
+    Unknown keys, repeated keys and arguments without ``=`` raise :class:`ConfigError` naming
+    the argument and the valid keys.
+
+    Args:
+        argv: the arguments (without the program name).
+        options: dataclass whose fields are the valid keys (defaults apply to absent keys).
+        passthrough: prefixes whose dotted keys (``dataset.path=...``) are collected as
+            ``{prefix: {key: value}}`` for the caller to validate.
+    """
+    fields = {f.name: f for f in dataclasses.fields(options)}  # type: ignore[arg-type]
+    hints = typing.get_type_hints(options)
+    values: dict[str, Any] = {}
+    extra: dict[str, dict[str, Any]] = {prefix: {} for prefix in passthrough}
+    valid = ", ".join([*fields, *(f"{p}.KEY" for p in passthrough)])
+    for arg in argv:
+        key, sep, text = arg.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"argument {arg!r} is not key=value; valid keys: {valid}")
+        prefix, dot, sub = key.partition(".")
+        if dot and prefix in extra:
+            extra[prefix][sub] = parse_value(text)
+            continue
+        if key not in fields:
+            raise ConfigError(f"{key}: unknown key; valid keys: {valid}")
+        if key in values:
+            raise ConfigError(f"{key} is given twice")
+        values[key] = _convert(key, parse_value(text), hints[key])
+    return options(**values), extra
+
+
+def usage(command: str, options: type[Any]) -> str:
+    """Help text: the command and each key with its default and its one-line description."""
+    lines = [f"usage: python -m {command} key=value ...", ""]
+    docs = _field_docs(options)
+    for field in dataclasses.fields(options):
+        default = field.default if field.default is not dataclasses.MISSING else None
+        if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = field.default_factory()  # type: ignore[misc]
+        shown = "null" if default is None else default
+        lines.append(f"  {field.name}={shown}")
+        if docs.get(field.name):
+            lines.append(f"      {docs[field.name]}")
+    return "\n".join(lines)
+
+
+def _field_docs(options: type[Any]) -> dict[str, str]:
+    """``name: description`` lines of the dataclass docstring's Args section."""
+    docs: dict[str, str] = {}
+    in_args = False
+    for line in (options.__doc__ or "").splitlines():
+        stripped = line.strip()
+        if stripped == "Args:":
+            in_args = True
+            continue
+        if in_args and ":" in stripped:
+            name, _, text = stripped.partition(":")
+            if name.isidentifier():
+                docs[name] = text.strip()
+    return docs

@@ -1,0 +1,314 @@
+"""Metrics of a trained generator or of a folder of images.
+
+    python -m dgan.evaluate ckpt=RUN/checkpoints/best.ckpt metrics=[fid50k_full,pr50k3_full]
+    python -m dgan.evaluate images=DIR dataset=images dataset.path=DATA.zip metrics=[fid10k_full]
+
+With ``ckpt`` the fakes come from its G_ema and the reals from the run's dataset, rebuilt from
+the config stored in the checkpoint (``dataset.KEY=VALUE`` changes a key of it, e.g.
+``dataset.path=`` when the data moved). With ``images`` the fakes are the images of a folder or
+zip (image ``i`` is sample ``i``) and ``dataset=NAME`` (an entry of ``conf/dataset``) names the
+reals. Either way the metrics go through :func:`dgan.metrics.registry.compute_metric`, the code
+the training callback uses, so the numbers are comparable with the run's ``metrics.jsonl``
+(same latent seed by default). Results are printed as a table and written as JSON.
+
+Everything that can be checked is checked before any feature is extracted: metric names,
+extractor weights (the expected file name and the fetch command), the checkpoint and the data.
+Runs in one process on one device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from dgan.builder import ConfigError, build
+from dgan.checkpoints import load_generator, resolve_device
+from dgan.cli_args import parse_key_values, usage
+from dgan.metrics.feature_extractors import WeightsUnavailableError, check_weights_available
+from dgan.metrics.image_set import ImageSetGenerator
+from dgan.metrics.registry import MetricOptions, available_metrics, compute_metric, lookup_metric
+from dgan.run_files import atomic_write_bytes
+
+IMAGE_SET_TARGET = "dgan.data.images.ImageDataset"
+RESULT_PREFIX = "metrics-"
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_SEED = 0
+
+
+@dataclasses.dataclass
+class EvaluateOptions:
+    """Arguments of ``python -m dgan.evaluate``.
+
+    Args:
+        ckpt: checkpoint written by dgan.train; its G_ema makes the fakes, its config the reals.
+        images: folder or zip of generated images to evaluate instead of a checkpoint.
+        metrics: metric names, e.g. [fid50k_full,pr50k3_full]; null: the run's own metrics.
+        dataset: conf/dataset entry of the reals (digits, images, ...); null: the checkpoint's.
+        outdir: directory of the JSON result; null: next to the checkpoint (images: cwd).
+        batch_size: images per generation / extraction batch.
+        seed: seed of the latents; null: the run's metrics.seed (as in its metrics.jsonl).
+        trunc: truncation psi of the generator (1: none).
+        device: cpu, cuda or cuda:N; null: CUDA when available, else CPU.
+        cache_dir: cache of real statistics; null: the run's, $DGAN_CACHE_DIR or ~/.cache/dgan.
+        weights_dir: pre-downloaded Inception/VGG16 weights; null: the run's or $DGAN_WEIGHTS_DIR.
+        num_workers: data-loading workers for the real images.
+    """
+
+    ckpt: str | None = None
+    images: str | None = None
+    metrics: list[str] | None = None
+    dataset: str | None = None
+    outdir: str | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    seed: int | None = None
+    trunc: float = 1.0
+    device: str | None = None
+    cache_dir: str | None = None
+    weights_dir: str | None = None
+    num_workers: int = 0
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """What :func:`run` computed and wrote.
+
+    Args:
+        results: result name -> value (``fid50k_full``, ``pr50k3_full_precision``, ...).
+        path: the JSON file.
+        record: everything written to it.
+    """
+
+    results: dict[str, float]
+    path: Path
+    record: dict[str, Any]
+
+
+def metric_name_forms() -> list[str]:
+    """Registered metric names as users write them: ``fid<N>k_full``, ``fid_digits<N>_full``."""
+    forms = []
+    for pattern in available_metrics():
+        text = re.sub(r"\(\?P<num>\\d\+k\)", "<N>k", pattern)
+        text = re.sub(r"\(\?P<num>\\d\+k\?\)\?", "[<N>]", text)
+        text = re.sub(r"\(\?P<num>\\d\+k\?\)", "<N>", text)
+        forms.append(text)
+    return forms
+
+
+def check_metric_names(names: Sequence[str]) -> dict[str, int | None]:
+    """Sample count of each metric name (None: the metric's default); unknown names fail.
+
+    Args:
+        names: metric names.
+    """
+    if not names:
+        raise ConfigError("metrics is empty; name at least one, e.g. metrics=[fid50k_full]")
+    counts = {}
+    for name in names:
+        try:
+            counts[name] = lookup_metric(name)[1]
+        except ValueError:
+            raise ConfigError(
+                f"metrics: unknown metric {name!r}; valid: {', '.join(metric_name_forms())} "
+                "(<N>: a sample count such as 2000, <N>k: thousands such as 50k)"
+            ) from None
+    return counts
+
+
+def dataset_preset(name: str) -> dict[str, Any]:
+    """The config of ``conf/dataset/<name>.yaml`` as a plain dict.
+
+    Args:
+        name: entry of the dataset group (digits, images, gaussians25 ...).
+    """
+    from dgan.train import CONFIG_DIR  # imported here: only this branch needs the config dir
+
+    group = Path(CONFIG_DIR) / "dataset"
+    path = group / f"{name}.yaml"
+    if not path.is_file():
+        names = ", ".join(sorted(p.stem for p in group.glob("*.yaml")))
+        raise ConfigError(f"dataset={name!r} is not a dataset config; choose one of {names}")
+    node = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    assert isinstance(node, dict)
+    return node
+
+
+def dataset_config(
+    opts: EvaluateOptions, run_config: dict[str, Any] | None, changes: dict[str, Any]
+) -> dict[str, Any]:
+    """The reals' dataset config: the preset or the run's, with ``dataset.KEY`` changes."""
+    if opts.dataset is not None:
+        node = dataset_preset(opts.dataset)
+    elif run_config is not None and isinstance(run_config.get("dataset"), dict):
+        node = dict(run_config["dataset"])
+    else:
+        raise ConfigError(
+            "dataset is required with images=: the real images to compare with, e.g. "
+            "dataset=digits, or dataset=images dataset.path=DATA.zip"
+        )
+    node.update(changes)  # unknown keys fail when the dataset is built, named
+    return node
+
+
+def _run_setting(config: dict[str, Any] | None, *path: str) -> Any:
+    node: Any = config or {}
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _fakes_from_images(path: str, reals: Any) -> ImageSetGenerator:
+    images = build({"_target_": IMAGE_SET_TARGET, "path": path}, "images")
+    if not hasattr(reals, "get_uint8"):
+        raise ConfigError(
+            f"images={path}: the dataset {getattr(reals, 'name', '?')!r} is not made of images; "
+            "choose an image dataset (dataset=digits or dataset=images dataset.path=...)"
+        )
+    for attr in ("resolution", "num_channels"):
+        want, have = getattr(reals, attr, None), getattr(images, attr)
+        if want is not None and int(want) != int(have):
+            raise ConfigError(
+                f"images={path}: {attr} {have} does not match the real images' {want}"
+            )
+    return ImageSetGenerator(images, path)
+
+
+def _check_counts(counts: dict[str, int | None], fakes: nn.Module, source: str) -> None:
+    available = len(fakes) if isinstance(fakes, ImageSetGenerator) else None
+    for name, num in counts.items():
+        if available is not None and num is not None and num > available:
+            raise ConfigError(
+                f"metrics: {name} needs {num} images but images={source} holds {available}; "
+                "use a smaller count in the metric name"
+            )
+
+
+def format_table(results: dict[str, float]) -> str:
+    """Results as an aligned two-column text table."""
+    width = max([len("metric"), *(len(k) for k in results)])
+    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  {'-' * 10}"]
+    lines += [f"{k:<{width}}  {v:.6g}" for k, v in results.items()]
+    return "\n".join(lines)
+
+
+def run(opts: EvaluateOptions, dataset_changes: dict[str, Any] | None = None) -> Evaluation:
+    """Check everything, compute the metrics, print the table and write the JSON file.
+
+    Args:
+        opts: the parsed arguments.
+        dataset_changes: ``dataset.KEY=VALUE`` arguments, applied to the reals' config.
+    """
+    if (opts.ckpt is None) == (opts.images is None):
+        raise ConfigError("give exactly one of ckpt=PATH (a dgan checkpoint) or images=DIR")
+    if opts.batch_size < 1:
+        raise ConfigError(f"batch_size={opts.batch_size} must be >= 1")
+    device = resolve_device(opts.device)
+
+    loaded = None
+    run_config: dict[str, Any] | None = None
+    if opts.ckpt is not None:
+        loaded = load_generator(opts.ckpt, device)
+        run_config = loaded.config
+    elif opts.images is not None and not Path(opts.images).exists():
+        raise ConfigError(f"images={opts.images}: no such folder or zip of images")
+
+    names = opts.metrics if opts.metrics is not None else _run_setting(
+        run_config, "metrics", "metrics")
+    if names is None:
+        raise ConfigError("metrics is required with images=, e.g. metrics=[fid10k_full]")
+    counts = check_metric_names(list(names))
+    weights_dir = _first(opts.weights_dir, _run_setting(run_config, "metrics", "weights_dir"),
+                         os.environ.get("DGAN_WEIGHTS_DIR"))
+    try:
+        check_weights_available(counts, weights_dir)
+    except WeightsUnavailableError as err:
+        raise ConfigError(" ".join(str(err).split("\n"))) from None
+
+    reals = build(dataset_config(opts, run_config, dict(dataset_changes or {})), "dataset")
+    if loaded is not None:
+        G: nn.Module = loaded.G
+        source: dict[str, Any] = {"ckpt": str(loaded.path), "kimg": loaded.kimg}
+        if opts.trunc != 1 and not hasattr(G, "mapping"):
+            raise ConfigError(f"trunc={opts.trunc}: truncation needs a StyleGAN2 generator")
+    else:
+        assert opts.images is not None
+        G = _fakes_from_images(opts.images, reals)
+        source = {"images": str(opts.images), "num_images": len(G)}
+    _check_counts(counts, G, str(opts.images))
+
+    cache_dir = _first(opts.cache_dir, _run_setting(run_config, "metrics", "cache_dir"),
+                       _run_setting(run_config, "paths", "cache_dir"),
+                       os.environ.get("DGAN_CACHE_DIR"))
+    seed = int(_first(opts.seed, _run_setting(run_config, "metrics", "seed"), DEFAULT_SEED))
+    metric_opts = MetricOptions(
+        G=G, dataset=reals, device=device, batch_size=opts.batch_size,
+        cache_dir=Path(cache_dir) if cache_dir is not None else None,
+        weights_dir=Path(weights_dir) if weights_dir is not None else None,
+        seed=seed, truncation_psi=float(opts.trunc), extra={"num_workers": opts.num_workers},
+    )
+    results: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    with torch.no_grad():
+        for name in counts:
+            start = time.perf_counter()
+            results.update({k: float(v) for k, v in compute_metric(name, metric_opts).items()})
+            seconds[name] = round(time.perf_counter() - start, 3)
+
+    record = {
+        "results": results,
+        "metrics": list(counts),
+        "source": source,
+        "dataset": {"name": getattr(reals, "name", None),
+                    "fingerprint": getattr(reals, "fingerprint", None), "size": len(reals)},
+        "options": {"seed": seed, "trunc": float(opts.trunc), "batch_size": opts.batch_size,
+                    "device": str(device)},
+        "seconds": seconds,
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if loaded is not None:
+        outdir = Path(opts.outdir) if opts.outdir is not None else loaded.path.parent
+        stem = loaded.path.stem
+    else:
+        outdir = Path(opts.outdir) if opts.outdir is not None else Path.cwd()
+        stem = Path(str(opts.images)).stem
+    path = outdir / f"{RESULT_PREFIX}{stem}.json"
+    atomic_write_bytes(path, (json.dumps(record, indent=2) + "\n").encode())
+    print(format_table(results), flush=True)
+    print(f"[dgan] results: {path}", flush=True)
+    return Evaluation(results=results, path=path, record=record)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry: 0 on success, 2 (and one ``error:`` line) on bad input."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(usage("dgan.evaluate", EvaluateOptions))
+        print("  dataset.KEY=VALUE\n      change one key of the reals' dataset config")
+        print(f"\nmetrics: {', '.join(metric_name_forms())}")
+        return 0
+    try:
+        opts, extra = parse_key_values(argv, EvaluateOptions, passthrough=("dataset",))
+        run(opts, extra["dataset"])
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

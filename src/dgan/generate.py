@@ -1,0 +1,274 @@
+"""Images from a trained generator: ``python -m dgan.generate ckpt=PATH outdir=DIR seeds=0-63``.
+
+One PNG per seed (``seed0007.png``) and a ``grid.png`` of them all, from G_ema of a checkpoint
+written by ``dgan.train``. As in StyleGAN2-ADA, the latent of seed ``s`` is
+``np.random.RandomState(s).randn(z_dim)``, so a seed names the same image whatever else is
+generated with it, and per-layer noise is the network's constant noise unless
+``noise_mode=random``. A generator of 2-D points (toy data) writes ``scatter.png`` (its points
+over the training data) and ``points.csv`` instead.
+
+Arguments are ``key=value`` (see :mod:`dgan.cli_args`); ``python -m dgan.generate --help``
+lists them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dgan.builder import ConfigError, build
+from dgan.checkpoints import LoadedGenerator, load_generator, resolve_device
+from dgan.cli_args import parse_key_values, usage
+from dgan.run_files import atomic_write_bytes
+from dgan.visualize import save_image_grid, save_png, save_scatter, to_uint8
+
+NOISE_MODES = ("const", "random", "none")
+MAX_SEED = 2**32 - 1  # np.random.RandomState takes 32-bit seeds
+GRID_FILE = "grid.png"
+SCATTER_FILE = "scatter.png"
+POINTS_FILE = "points.csv"
+# Training points drawn under a scatter of generated points (enough to show every mode).
+SCATTER_REALS = 2500
+
+
+@dataclasses.dataclass
+class GenerateOptions:
+    """Arguments of ``python -m dgan.generate``.
+
+    Args:
+        ckpt: checkpoint written by dgan.train (RUN_DIR/checkpoints/last.ckpt or best.ckpt).
+        outdir: directory for seedNNNN.png and grid.png (created if missing).
+        seeds: one image per seed: 0-63, 1,5,9, 0-3,10 or a single number.
+        trunc: truncation psi (1: no truncation; StyleGAN2 generators only).
+        class_idx: class of every image for a conditional model (required there).
+        noise_mode: per-layer noise: const (reproducible), random (seeded by the seed) or none.
+        device: cpu, cuda or cuda:N; null: CUDA when available, else CPU.
+        grid_columns: columns of grid.png; null: about square.
+        grid: write grid.png (false leaves only seed images, e.g. for evaluate images=DIR).
+    """
+
+    ckpt: str | None = None
+    outdir: str | None = None
+    seeds: Any = "0-63"
+    trunc: float = 1.0
+    class_idx: int | None = None
+    noise_mode: str = "const"
+    device: str | None = None
+    grid_columns: int | None = None
+    grid: bool = True
+
+
+def parse_seeds(spec: Any) -> list[int]:
+    """Seeds from ``"0-63"``, ``"1,5,9"``, ``"0-3,10"``, an int or a list; repeats dropped.
+
+    Args:
+        spec: the ``seeds`` argument.
+    """
+    parts: list[Any] = spec if isinstance(spec, list) else str(spec).split(",")
+    seeds: list[int] = []
+    for part in parts:
+        text = str(part).strip()
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", text)
+        if not match:
+            raise ConfigError(
+                f"seeds={spec!r} is not valid; use ranges and numbers like 0-63, 1,5,9 or 0-3,10"
+            )
+        start = int(match.group(1))
+        stop = int(match.group(2)) if match.group(2) is not None else start
+        if stop < start:
+            raise ConfigError(f"seeds={spec!r}: range {text} runs backwards; write {stop}-{start}")
+        if stop > MAX_SEED:
+            raise ConfigError(f"seeds={spec!r}: seeds must be in [0, {MAX_SEED}]")
+        seeds.extend(range(start, stop + 1))
+    return list(dict.fromkeys(seeds))
+
+
+def seed_latent(seed: int, z_dim: int) -> torch.Tensor:
+    """The latent [1, z_dim] of ``seed`` (StyleGAN2-ADA: ``RandomState(seed).randn``)."""
+    return torch.from_numpy(np.random.RandomState(seed).randn(1, z_dim).astype(np.float32))
+
+
+def class_label(G: nn.Module, class_idx: int | None) -> torch.Tensor:
+    """The label [1, c_dim] for ``class_idx``; checks it against G's conditioning.
+
+    Args:
+        G: the generator (``c_dim`` 0: unconditional).
+        class_idx: the requested class, or None.
+    """
+    c_dim = int(getattr(G, "c_dim", 0))
+    if c_dim == 0:
+        if class_idx is not None:
+            raise ConfigError(
+                f"class_idx={class_idx}: this model is unconditional (c_dim=0); drop class_idx"
+            )
+        return torch.zeros(1, 0)
+    if class_idx is None:
+        raise ConfigError(
+            f"class_idx is required: this model is conditional with {c_dim} classes; "
+            f"give class_idx=0..{c_dim - 1}"
+        )
+    if not 0 <= class_idx < c_dim:
+        raise ConfigError(f"class_idx={class_idx} is out of range; valid: 0..{c_dim - 1}")
+    label = torch.zeros(1, c_dim)
+    label[0, class_idx] = 1
+    return label
+
+
+def _generator_kwargs(G: nn.Module, trunc: float, noise_mode: str) -> dict[str, Any]:
+    if noise_mode not in NOISE_MODES:
+        raise ConfigError(f"noise_mode={noise_mode!r} is not valid; choose one of {NOISE_MODES}")
+    stylegan = hasattr(G, "mapping") and hasattr(G, "synthesis")
+    if not stylegan:
+        if trunc != 1:
+            raise ConfigError(
+                f"trunc={trunc}: truncation needs a StyleGAN2 generator; "
+                f"{type(G).__name__} has no mapping network (use trunc=1)"
+            )
+        return {}
+    return {"truncation_psi": trunc, "noise_mode": noise_mode}
+
+
+@torch.no_grad()
+def generate(
+    G: nn.Module,
+    seeds: Sequence[int],
+    *,
+    trunc: float = 1.0,
+    class_idx: int | None = None,
+    noise_mode: str = "const",
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """G's output for each seed, one seed at a time (a seed's image does not depend on the rest).
+
+    Returns images [N, C, H, W] in [-1, 1] or points [N, D], on the CPU.
+
+    Args:
+        G: generator called as ``G(z, c, **kwargs)``.
+        seeds: latent seeds.
+        trunc: truncation psi.
+        class_idx: class for a conditional G.
+        noise_mode: ``const``, ``random`` (seeded by the seed) or ``none``.
+        device: where G lives.
+    """
+    kwargs = _generator_kwargs(G, trunc, noise_mode)
+    c = class_label(G, class_idx).to(device)
+    outputs = []
+    for seed in seeds:
+        z = seed_latent(seed, int(G.z_dim)).to(device)
+        # Random noise comes from torch's RNG: seed it too, without touching the caller's.
+        with torch.random.fork_rng(devices=[] if torch.device(device).type == "cpu" else None):
+            torch.manual_seed(seed)
+            outputs.append(G(z, c, **kwargs).float().cpu())
+    return torch.cat(outputs)
+
+
+def write_images(
+    images: torch.Tensor,
+    seeds: Sequence[int],
+    outdir: Path,
+    grid_columns: int | None = None,
+    grid: bool = True,
+) -> list[Path]:
+    """``seedNNNN.png`` per image and ``grid.png``; returns the paths written.
+
+    Args:
+        images: [N, C, H, W] in [-1, 1].
+        seeds: the seed of each image.
+        outdir: output directory.
+        grid_columns: columns of the grid (None: about square).
+        grid: also write the grid.
+    """
+    paths = []
+    for seed, image in zip(seeds, to_uint8(images), strict=True):
+        paths.append(save_png(image, outdir / f"seed{seed:04d}.png"))
+    if grid:
+        paths.append(save_image_grid(images, outdir / GRID_FILE, grid_columns))
+    return paths
+
+
+def write_points(
+    points: torch.Tensor, seeds: Sequence[int], outdir: Path, reals: torch.Tensor | None
+) -> list[Path]:
+    """``points.csv`` (seed and coordinates) and ``scatter.png`` over the training points.
+
+    Args:
+        points: generated points [N, D].
+        seeds: the seed of each point.
+        outdir: output directory.
+        reals: training points drawn underneath (None: none).
+    """
+    header = "seed," + ",".join(f"x{i}" for i in range(points.shape[1]))
+    rows = [f"{s}," + ",".join(f"{v:.6g}" for v in p.tolist()) for s, p in zip(seeds, points,
+                                                                               strict=True)]
+    csv = outdir / POINTS_FILE
+    atomic_write_bytes(csv, ("\n".join([header, *rows]) + "\n").encode())
+    limit = max(5.0, math.ceil(float(points.abs().max()) + 0.5)) if len(points) else 5.0
+    scatter = save_scatter(points, reals, outdir / SCATTER_FILE,
+                           title=f"{len(points)} seeds", lim=limit)
+    return [csv, scatter]
+
+
+def _training_points(loaded: LoadedGenerator) -> torch.Tensor | None:
+    node = loaded.config.get("dataset")
+    if not isinstance(node, dict):
+        return None
+    points = getattr(build(node, "dataset"), "points", None)
+    return None if points is None else points[:SCATTER_REALS]
+
+
+def run(opts: GenerateOptions) -> list[Path]:
+    """Check the options, load the checkpoint, generate and write; returns the written files."""
+    if opts.ckpt is None:
+        raise ConfigError("ckpt is required: ckpt=RUN_DIR/checkpoints/last.ckpt")
+    if opts.outdir is None:
+        raise ConfigError("outdir is required: the directory for the PNGs, e.g. outdir=out")
+    seeds = parse_seeds(opts.seeds)
+    if opts.grid_columns is not None and opts.grid_columns < 1:
+        raise ConfigError(f"grid_columns={opts.grid_columns} must be >= 1 (or null)")
+    device = resolve_device(opts.device)
+    loaded = load_generator(opts.ckpt, device)
+    # Label and kwargs are checked before any image is made or any file written.
+    class_label(loaded.G, opts.class_idx)
+    _generator_kwargs(loaded.G, opts.trunc, opts.noise_mode)
+    out = generate(loaded.G, seeds, trunc=opts.trunc, class_idx=opts.class_idx,
+                   noise_mode=opts.noise_mode, device=device)
+    outdir = Path(opts.outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    if out.dim() == 2:
+        written = write_points(out, seeds, outdir, _training_points(loaded))
+        print(f"[dgan] {len(seeds)} points of {loaded.path} (kimg {loaded.kimg:g}) -> "
+              f"{outdir / SCATTER_FILE}, {outdir / POINTS_FILE}", flush=True)
+        return written
+    written = write_images(out, seeds, outdir, opts.grid_columns, opts.grid)
+    grid_note = f" (grid: {outdir / GRID_FILE})" if opts.grid else ""
+    print(f"[dgan] {len(seeds)} images of {loaded.path} (kimg {loaded.kimg:g}) -> {outdir}"
+          f"{grid_note}", flush=True)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry: 0 on success, 2 (and one ``error:`` line) on bad input."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(usage("dgan.generate", GenerateOptions))
+        return 0
+    try:
+        opts, _ = parse_key_values(argv, GenerateOptions)
+        run(opts)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
