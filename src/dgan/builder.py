@@ -20,6 +20,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from dgan.batch_layout import batch_layout
 from dgan.callbacks.checkpoint import LAST
 from dgan.callbacks.metrics import MetricsCallback
 from dgan.run_info import run_info
@@ -129,9 +130,15 @@ def build_run(cfg: DictConfig) -> Run:
     loggers = [build(node, f"logger.{name}") for name, node in (cfg.get("logger") or {}).items()
                if node is not None]
     trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    try:
+        # Recorded in the run config (checkpoints, loggers): what one step means on this run.
+        plain["global_batch"] = batch_layout(module.batch_size, module.batch_gpu,
+                                             trainer.num_devices, trainer.num_nodes)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
     ckpt_path = resolve_resume(cfg.get("resume"), run_dir)
     if ckpt_path is not None:
-        _check_resume(ckpt_path, float(cfg.kimg))
+        _check_resume(ckpt_path, float(cfg.kimg), module)
     # Last, once the config is known good: W&B starts its run on the first call.
     info = run_info(cfg, plain)
     for logger in loggers:
@@ -165,7 +172,7 @@ def _check_data_matches_model(dataset: Any, module: Any) -> None:
         )
 
 
-def _check_resume(ckpt_path: str, kimg: float) -> None:
+def _check_resume(ckpt_path: str, kimg: float, module: L.LightningModule | None = None) -> None:
     try:
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file: say which one
@@ -177,4 +184,28 @@ def _check_resume(ckpt_path: str, kimg: float) -> None:
         raise ConfigError(
             f"resume={ckpt_path}: the run already reached kimg={dgan_state['cur_nimg'] / 1000:g} "
             f"of kimg={kimg:g}; raise kimg to train longer"
+        )
+    if module is not None:
+        _check_state_matches(ckpt_path, state.get("state_dict") or {}, module)
+
+
+# Mismatching keys named in the error before it says "and N more".
+MAX_KEYS_SHOWN = 3
+
+
+def _check_state_matches(ckpt_path: str, saved: dict[str, Any], module: L.LightningModule
+                         ) -> None:
+    """The checkpoint's weights must fit the module this config builds: same keys, shapes."""
+    own = {k: v for k, v in module.state_dict().items() if isinstance(v, torch.Tensor)}
+    saved = {k: v for k, v in saved.items() if isinstance(v, torch.Tensor)}
+    problems = [f"{k} missing from the checkpoint" for k in own if k not in saved]
+    problems += [f"{k} not in this model" for k in saved if k not in own]
+    problems += [f"{k} has shape {tuple(saved[k].shape)}, the model {tuple(own[k].shape)}"
+                 for k in own if k in saved and saved[k].shape != own[k].shape]
+    if problems:
+        more = len(problems) - MAX_KEYS_SHOWN
+        shown = "; ".join(problems[:MAX_KEYS_SHOWN]) + (f"; and {more} more" if more > 0 else "")
+        raise ConfigError(
+            f"resume={ckpt_path}: the checkpoint does not fit this model ({shown}); resume with "
+            "the model, dataset and diffusion settings the run was started with"
         )

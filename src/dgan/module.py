@@ -23,10 +23,19 @@ from typing import Any
 import lightning as L
 import torch
 import torch.distributed as dist
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from dgan.diffusion import Diffusion
 from dgan.losses import discriminator_loss, generator_loss, path_lengths, r1_penalty
+from dgan.rank_state import (
+    capture_rng_state,
+    gather_to_rank0,
+    restore_rng_state,
+    same_value,
+    seed_rank,
+    to_cpu,
+)
 
 
 class DiffusionGAN(L.LightningModule):
@@ -112,6 +121,7 @@ class DiffusionGAN(L.LightningModule):
         self.register_buffer("pl_mean", torch.zeros(()))
         self.cur_nimg = 0  # real images shown so far, all ranks together
         self.cur_step = 0  # training iterations so far
+        self._pending_rng: dict[str, Any] | None = None  # set by a resume
 
     # ------------------------------------------------------------------ set-up
 
@@ -142,9 +152,20 @@ class DiffusionGAN(L.LightningModule):
         return [AdaptiveDiffusion()] if self.diffusion is not None else []
 
     def on_fit_start(self) -> None:
-        if self.diffusion is not None and self.cur_step == 0:
-            # Each rank draws its own t and noise (a different stream per rank).
-            self.diffusion.reseed(self.diffusion.seed + self.global_rank)
+        if self.cur_step == 0:
+            # Each rank draws its own latents, t and noise: a different stream per rank, derived
+            # from the run's seed (the weights, built before this, are the same everywhere).
+            seed_rank(torch.initial_seed(), self.global_rank, self.trainer.world_size)
+            if self.diffusion is not None:
+                self.diffusion.reseed(self.diffusion.seed + self.global_rank)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._pending_rng is not None:
+            # Restored here, not at load time: Lightning draws from the global generator while it
+            # sets up the data (a fresh run drew those before its checkpoint was taken), so only
+            # at the first step does the resumed stream continue the saved one exactly.
+            restore_rng_state(self._pending_rng)
+            self._pending_rng = None
 
     # ------------------------------------------------------------------ forward pieces
 
@@ -316,11 +337,32 @@ class DiffusionGAN(L.LightningModule):
     # ------------------------------------------------------------------ checkpoints
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Called on every rank (Lightning's dump_checkpoint), so the gather below is safe.
         checkpoint["dgan"] = {
             "cur_nimg": self.cur_nimg,
             "cur_step": self.cur_step,
             "config": self.run_config,
+            "ranks": self._gather_rank_states(),
         }
+
+    def _gather_rank_states(self) -> list[dict[str, Any]] | None:
+        """Per rank: its random states and the buffers in which it differs from rank 0."""
+        param_names = {name for name, _ in self.named_parameters()}
+        local = {
+            "rng": capture_rng_state(),
+            "state_dict": {k: to_cpu(v) for k, v in self.state_dict().items()
+                           if k not in param_names},
+        }
+        gathered = gather_to_rank0(local)
+        if gathered is None:
+            return None  # ranks > 0: rank 0 writes the file
+        reference = gathered[0]["state_dict"]
+        return [
+            {"rng": g["rng"],
+             "state_dict": {k: v for k, v in g["state_dict"].items()
+                            if rank > 0 and not same_value(v, reference.get(k))}}
+            for rank, g in enumerate(gathered)
+        ]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("dgan")
@@ -328,6 +370,23 @@ class DiffusionGAN(L.LightningModule):
             raise ValueError("not a dgan checkpoint: it has no 'dgan' section")
         self.cur_nimg = int(state["cur_nimg"])
         self.cur_step = int(state["cur_step"])
+        ranks = state.get("ranks") or []
+        rank, world = self.global_rank, self.trainer.world_size
+        if len(ranks) == world:
+            # This rank's own buffers (t pool, generator states, ...) replace rank 0's before
+            # Lightning loads the state dict; its random streams continue at the first step.
+            checkpoint["state_dict"].update(ranks[rank]["state_dict"])
+            self._pending_rng = ranks[rank]["rng"]
+        else:
+            rank_zero_warn(
+                f"the checkpoint was written by {len(ranks)} rank(s), this run has {world}: "
+                "weights, optimisers, p and T continue, but the random streams restart from "
+                "the seed, so the run will not repeat an uninterrupted one exactly"
+            )
+            seed_rank(torch.initial_seed() + self.cur_step, rank, world)
+            if self.diffusion is not None:
+                checkpoint["state_dict"].pop("diffusion._extra_state", None)
+                self.diffusion.reseed(self.diffusion.seed + self.cur_step + rank)
 
     # ------------------------------------------------------------------ inference
 

@@ -15,6 +15,7 @@ import hydra
 from omegaconf import DictConfig
 
 from dgan.builder import ConfigError, build_run
+from dgan.callbacks.preemption import Preempted
 
 # conf/ sits at the repository root (the layout of lightning-hydra-template); DGAN_CONFIG_DIR
 # points elsewhere, e.g. at a copy of it for an installed package.
@@ -41,6 +42,10 @@ def main(cfg: DictConfig) -> float | None:
         # One line that names the key, the value and what is valid; no traceback.
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except Preempted as stop:
+        # SIGTERM/SIGUSR1: the checkpoint is written; a clean exit so that the scheduler (or a
+        # retry loop with resume=auto) can start the run again.
+        sys.exit(stop.exit_code)
 
 
 if __name__ == "__main__":

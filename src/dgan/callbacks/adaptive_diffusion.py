@@ -8,10 +8,17 @@ the same arithmetic on the same reduced numbers, so p and T agree everywhere.
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+
+from dgan.rank_state import gather_to_rank0, rank_and_world
+
+SYNC_CHECK_ENV = "DGAN_CHECK_SYNC_DIR"
 
 
 class AdaptiveDiffusion(L.Callback):
@@ -26,6 +33,9 @@ class AdaptiveDiffusion(L.Callback):
         self._count: torch.Tensor | None = None
         self._steps = 0
         self.last_r_d: torch.Tensor | None = None
+        # Debug mode for DDP tests: with $DGAN_CHECK_SYNC_DIR set, every update all-gathers p
+        # and T, asserts they agree on every rank and logs them there (one file per rank).
+        self.sync_check_dir: str | None = os.environ.get(SYNC_CHECK_ENV) or None
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -34,8 +44,8 @@ class AdaptiveDiffusion(L.Callback):
             return
         signs = outputs["real_signs"].detach().float()
         count = outputs["real_count"].to(signs.device).float()
-        self._signs = signs if self._signs is None else self._signs + signs
-        self._count = count if self._count is None else self._count + count
+        self._signs = signs if self._signs is None else self._signs.to(signs) + signs
+        self._count = count if self._count is None else self._count.to(count) + count
         self._steps += 1
         if self._steps < diffusion.update_interval:
             return
@@ -47,6 +57,8 @@ class AdaptiveDiffusion(L.Callback):
         self.last_r_d = r_d
         self._signs = self._count = None
         self._steps = 0
+        if self.sync_check_dir is not None:
+            self._check_sync(trainer, pl_module)
         pl_module.log_dict(
             {"diffusion/p": diffusion.p, "diffusion/T": diffusion.T.float(), "diffusion/r_d": r_d},
             on_step=True, on_epoch=False, batch_size=pl_module.batch_size,
@@ -54,10 +66,35 @@ class AdaptiveDiffusion(L.Callback):
         pl_module.log_dict({"p": diffusion.p, "T": diffusion.T.float()}, prog_bar=True,
                            logger=False, on_step=True, on_epoch=False)
 
+    def _check_sync(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Debug mode: all-gather p and T, fail unless every rank has the same, log them."""
+        diffusion = pl_module.diffusion
+        local = torch.stack([diffusion.p.float(), diffusion.T.float()])
+        every = trainer.strategy.all_gather(local).reshape(-1, 2).cpu()
+        record = {"step": pl_module.cur_step, "p": float(local[0]), "T": int(local[1]),
+                  "all_p": every[:, 0].tolist(), "all_T": every[:, 1].tolist()}
+        path = Path(self.sync_check_dir) / f"sync_rank{trainer.global_rank}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if not bool((every == every[:1]).all()):
+            raise RuntimeError(f"p/T differ between ranks at step {pl_module.cur_step}: {record}")
+
     def state_dict(self) -> dict[str, Any]:
-        return {"steps": self._steps, "signs": self._signs, "count": self._count}
+        # The partial sums are each rank's own: gathered so that every rank resumes its own.
+        # Lightning calls state_dict on every rank when it saves, so the gather is safe here.
+        local = [float(self._signs) if self._signs is not None else 0.0,
+                 float(self._count) if self._count is not None else 0.0]
+        return {"steps": self._steps, "per_rank": gather_to_rank0(local)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._steps = int(state_dict["steps"])
-        self._signs = state_dict["signs"]
-        self._count = state_dict["count"]
+        rank, world = rank_and_world()
+        per_rank = state_dict.get("per_rank") or []
+        if len(per_rank) != world:
+            self._steps = 0  # another world size: restart the window of the next update
+            self._signs = self._count = None
+            return
+        signs, count = per_rank[rank]
+        self._signs = torch.tensor(float(signs)) if self._steps else None
+        self._count = torch.tensor(float(count)) if self._steps else None

@@ -40,6 +40,7 @@ class KimgCheckpoint(L.Callback):
         self.every_kimg = float(every_kimg)
         self.keep_snapshots = keep_snapshots
         self.next_kimg = self.every_kimg
+        self._due = False  # a periodic save is due at the start of the next step
 
     def save(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path:
         path = self.dirpath / LAST
@@ -57,6 +58,15 @@ class KimgCheckpoint(L.Callback):
         if self.every_kimg > 0 and pl_module.kimg >= self.next_kimg and not trainer.should_stop:
             while self.next_kimg <= pl_module.kimg:
                 self.next_kimg += self.every_kimg
+            self._due = True
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                             batch: Any, batch_idx: int) -> None:
+        # The save waits for the start of the next step: by then every callback has finished
+        # the last one (the adaptive update runs after this callback), so the checkpoint holds
+        # one consistent point between two steps, where a resumed run starts.
+        if self._due:
+            self._due = False
             self.save(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
