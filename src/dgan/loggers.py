@@ -53,3 +53,23 @@ def wandb_logger(project: str = "dgan", name: str | None = None, group: str | No
     return KimgWandbLogger(project=project, name=name, group=group, save_dir=str(save_dir),
                            offline=mode == "offline", mode=mode, log_checkpoints=log_model,
                            tags=list(tags or []), **kwargs)
+
+
+def finish_wandb(loggers: list[Any], exit_code: int = 0) -> None:
+    """End the W&B run of a job, so that the next job of a multirun starts its own run.
+
+    Lightning leaves the run open at the end of ``fit``; in one process running many jobs the
+    next job would then log into it. Ranks without a run (all but rank 0) do nothing.
+
+    Args:
+        loggers: the trainer's loggers.
+        exit_code: recorded by W&B (non-zero marks the run failed).
+    """
+    from lightning.pytorch.loggers import WandbLogger
+
+    if not any(isinstance(logger, WandbLogger) for logger in loggers):
+        return
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish(exit_code=exit_code)

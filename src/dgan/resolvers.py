@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from omegaconf import OmegaConf
 
 
@@ -13,6 +15,45 @@ def auto_preset(key: str, resolution: int, devices: int | str, num_nodes: int = 
     return preset("auto", int(resolution), max(gpus, 1))[key]
 
 
+def sweep_group(mode: object, sweep_dir: str) -> str | None:
+    """W&B group of a job: an id of its multirun (``RUN_NAME-DATE_TIME``), None for a single run.
+
+    Args:
+        mode: Hydra's run mode (``${hydra:mode}``; RUN or MULTIRUN, as enum or string).
+        sweep_dir: the multirun directory (``${hydra:sweep.dir}``).
+    """
+    if mode is None or not str(mode).endswith("MULTIRUN"):
+        return None
+    path = Path(str(sweep_dir))
+    # The last two parts of the default sweep dir are the run name and the launch time.
+    return "-".join(part for part in (path.parent.name, path.name) if part)
+
+
+def slurm_gpus_per_node(accelerator: str, devices: object) -> object:
+    """GPUs to request per node: the trainer's devices on GPU accelerators, none on CPU.
+
+    Args:
+        accelerator: ``trainer.accelerator`` (cpu | gpu | cuda | auto).
+        devices: ``trainer.devices`` (one process, and one GPU, per device).
+    """
+    return None if str(accelerator) == "cpu" else devices
+
+
+def metric_direction(metrics: object, higher_is_better: bool | None = None) -> str:
+    """Optuna direction (maximize | minimize) of the headline metric, see dgan.metric_direction.
+
+    Args:
+        metrics: ``metrics.metrics`` (the first name is the headline).
+        higher_is_better: ``metrics.higher_is_better`` (None: guessed from the name).
+    """
+    from dgan.metric_direction import optimisation_direction
+
+    return optimisation_direction(list(metrics or []), higher_is_better)
+
+
 def register() -> None:
-    if not OmegaConf.has_resolver("dgan.auto_preset"):
-        OmegaConf.register_new_resolver("dgan.auto_preset", auto_preset)
+    for name, fn in (("dgan.auto_preset", auto_preset), ("dgan.sweep_group", sweep_group),
+                     ("dgan.slurm_gpus_per_node", slurm_gpus_per_node),
+                     ("dgan.metric_direction", metric_direction)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)

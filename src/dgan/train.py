@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 
 from dgan.builder import ConfigError, build_run
 from dgan.callbacks.preemption import Preempted
+from dgan.cluster import check_launch
+from dgan.loggers import finish_wandb
 
 # conf/ sits at the repository root (the layout of lightning-hydra-template); DGAN_CONFIG_DIR
 # points elsewhere, e.g. at a copy of it for an installed package.
@@ -26,9 +27,15 @@ CONFIG_DIR = os.environ.get(
 
 def train(cfg: DictConfig) -> float | None:
     """Build everything ``cfg`` describes, fit, and return the headline metric (or None)."""
+    check_launch(cfg)
     run = build_run(cfg)
     print(f"[dgan] run directory: {run.run_dir}", flush=True)
-    run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=run.ckpt_path)
+    try:
+        run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=run.ckpt_path)
+    except BaseException:
+        finish_wandb(run.trainer.loggers, exit_code=1)
+        raise
+    finish_wandb(run.trainer.loggers)  # each job of a multirun is its own W&B run
     print(f"[dgan] finished at kimg {run.module.kimg:.1f}; run directory: {run.run_dir}",
           flush=True)
     return run.headline_value()

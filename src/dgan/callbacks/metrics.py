@@ -9,6 +9,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from dgan.metric_direction import higher_is_better
 from dgan.metrics.registry import MetricOptions, compute_metric, lookup_metric
 from dgan.run_files import append_metrics
 
@@ -59,10 +60,7 @@ class MetricsCallback(L.Callback):
         return next(iter(results))
 
     def _better(self, key: str, new: float, old: float) -> bool:
-        higher = self.higher_is_better
-        if higher is None:
-            higher = not any(word in key for word in ("fid", "kid", "kl"))
-        return new > old if higher else new < old
+        return new > old if higher_is_better(key, self.higher_is_better) else new < old
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:

@@ -1,0 +1,304 @@
+"""Table and plot of a multirun: ``python -m dgan.sweep_report DIR``.
+
+``DIR`` is a Hydra multirun directory (``multirun/RUN_NAME/DATE_TIME``): every folder under it
+with a ``.hydra/overrides.yaml`` is one job, and its ``metrics.jsonl`` (written by the metrics
+callback) holds its evaluations. The report has one row per job: the swept values, the final
+value of the headline metric, and its best value with the kimg where it was reached. The plot has
+one panel per swept key, the headline metric against the key's values.
+
+Flags:
+    DIR                 the multirun directory.
+    --metric NAME       metric to report (default: the headline, the first metric a job logged).
+    --keys K1,K2        swept keys to report (default: the override keys whose values differ
+                        between jobs; with one job, the sweeper's params).
+    --direction D       auto | higher | lower: which way the metric improves, for "best"
+                        (auto: metrics.higher_is_better of the job config, else from the name).
+    --csv PATH          where to write the table (default: DIR/sweep_report.csv).
+    --png PATH          where to write the plot (default: DIR/sweep_report.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import math
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dgan.metric_direction import higher_is_better
+from dgan.run_files import read_metrics
+
+CSV_NAME = "sweep_report.csv"
+PNG_NAME = "sweep_report.png"
+OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
+CONFIG_FILE = Path(".hydra") / "config.yaml"
+MULTIRUN_FILE = "multirun.yaml"
+# A numeric axis spanning at least this ratio (positive values) is drawn on a log scale.
+LOG_AXIS_RATIO = 10.0
+PANEL_INCHES = (4.0, 3.2)
+# Up to this many distinct values (a grid) are each labelled on the x axis.
+MAX_VALUE_TICKS = 8
+STAT_COLUMNS = ("metric", "final", "final_kimg", "best", "best_kimg", "evaluations")
+
+
+class ReportError(ValueError):
+    """A multirun directory that cannot be reported on; the message says why."""
+
+
+@dataclasses.dataclass
+class Job:
+    """One job of a multirun.
+
+    Args:
+        name: its directory relative to the multirun directory.
+        overrides: its command-line overrides, key -> value (parsed as YAML scalars).
+        records: its evaluations from metrics.jsonl, oldest first.
+        higher_is_better: ``metrics.higher_is_better`` of its config (None: not given).
+    """
+
+    name: str
+    overrides: dict[str, Any]
+    records: list[dict[str, Any]]
+    higher_is_better: bool | None = None
+
+    def headline(self) -> str | None:
+        """The first metric this job logged (what ``dgan.train`` returns)."""
+        for record in self.records:
+            for key in record:
+                if key != "kimg":
+                    return key
+        return None
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` of a Hydra override (``+``/``++``/``~`` prefixes dropped), value parsed."""
+    key, _, value = text.partition("=")
+    key = key.lstrip("+~")
+    try:
+        parsed = yaml.safe_load(value) if value else None
+    except yaml.YAMLError:
+        parsed = value
+    return key, parsed if isinstance(parsed, (int, float, str, bool)) or parsed is None else value
+
+
+def _natural_key(name: str) -> list[Any]:
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part)
+            for part in re.split(r"(\d+)", name) if part]
+
+
+def find_jobs(sweep_dir: Path) -> list[Job]:
+    """Every job under ``sweep_dir``, in job-number order."""
+    if not sweep_dir.is_dir():
+        raise ReportError(f"{sweep_dir}: not a directory; pass a multirun directory "
+                          f"(multirun/RUN_NAME/DATE_TIME)")
+    jobs = []
+    for path in sweep_dir.rglob(OVERRIDES_FILE.name):
+        if path.parent.name != OVERRIDES_FILE.parent.name:
+            continue
+        job_dir = path.parent.parent
+        overrides = dict(parse_override(str(item)) for item in
+                         (yaml.safe_load(path.read_text(encoding="utf-8")) or []))
+        jobs.append(Job(
+            name=job_dir.relative_to(sweep_dir).as_posix(),
+            overrides=overrides,
+            records=read_metrics(job_dir),
+            higher_is_better=_configured_direction(job_dir / CONFIG_FILE),
+        ))
+    if not jobs:
+        raise ReportError(
+            f"{sweep_dir}: no jobs (no */{OVERRIDES_FILE.as_posix()} under it); pass the "
+            f"directory of a multirun, e.g. multirun/RUN_NAME/DATE_TIME"
+        )
+    return sorted(jobs, key=lambda job: _natural_key(job.name))
+
+
+def _configured_direction(config_file: Path) -> bool | None:
+    if not config_file.exists():
+        return None
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    value = (config.get("metrics") or {}).get("higher_is_better")
+    return value if isinstance(value, bool) else None
+
+
+def sweeper_keys(sweep_dir: Path) -> list[str]:
+    """Keys of ``hydra.sweeper.params`` in the multirun's saved config (empty if none)."""
+    path = sweep_dir / MULTIRUN_FILE
+    if not path.exists():
+        return []
+    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    params = ((config.get("hydra") or {}).get("sweeper") or {}).get("params") or {}
+    return list(params)
+
+
+def swept_keys(jobs: Sequence[Job], fallback: Sequence[str] = ()) -> list[str]:
+    """Override keys whose values differ between jobs, in command-line order.
+
+    Args:
+        jobs: the jobs of the multirun.
+        fallback: keys to use when no value differs (a one-job sweep): the sweeper's params.
+    """
+    order: list[str] = []
+    for job in jobs:
+        order += [key for key in job.overrides if key not in order]
+    varying = [key for key in order
+               if len({repr(job.overrides.get(key)) for job in jobs}) > 1]
+    if varying:
+        return varying
+    return [key for key in fallback if key in order]
+
+
+def summarise(job: Job, metric: str, direction: str = "auto") -> dict[str, Any]:
+    """Final value, best value and its kimg of ``metric`` in ``job`` (blank when absent).
+
+    Args:
+        job: the job.
+        metric: the metric's name in metrics.jsonl.
+        direction: auto | higher | lower (auto: the job's config, else the metric's name).
+    """
+    values = [(float(r["kimg"]), float(r[metric])) for r in job.records if metric in r]
+    row: dict[str, Any] = {"metric": metric, "final": "", "final_kimg": "", "best": "",
+                           "best_kimg": "", "evaluations": len(values)}
+    if not values:
+        return row
+    row["final_kimg"], row["final"] = values[-1]
+    override = {"higher": True, "lower": False}.get(direction, job.higher_is_better)
+    higher = higher_is_better(metric, override)
+    finite = [v for v in values if math.isfinite(v[1])]
+    if finite:
+        best = (max if higher else min)(finite, key=lambda v: v[1])
+        row["best_kimg"], row["best"] = best
+    return row
+
+
+def build_table(jobs: Sequence[Job], keys: Sequence[str], metric: str,
+                direction: str = "auto") -> list[dict[str, Any]]:
+    """One row per job: job, each swept key, then :data:`STAT_COLUMNS`."""
+    return [{"job": job.name, **{key: job.overrides.get(key, "") for key in keys},
+             **summarise(job, metric, direction)} for job in jobs]
+
+
+def write_csv(rows: Sequence[dict[str, Any]], keys: Sequence[str], path: Path) -> None:
+    """Write the table to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["job", *keys, *STAT_COLUMNS])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot(rows: Sequence[dict[str, Any]], keys: Sequence[str], metric: str, path: Path) -> None:
+    """One panel per swept key: final (filled) and best (open) ``metric`` of each job."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on clusters and CI
+    import matplotlib.pyplot as plt
+
+    panels = list(keys) or ["job"]
+    fig, axes = plt.subplots(1, len(panels), squeeze=False,
+                             figsize=(PANEL_INCHES[0] * len(panels), PANEL_INCHES[1]))
+    done = [row for row in rows if row["final"] != ""]
+    for ax, key in zip(axes[0], panels, strict=True):
+        values = [row[key] for row in done]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        if numeric:
+            xs = [float(v) for v in values]
+            if xs and min(xs) > 0 and max(xs) / min(xs) >= LOG_AXIS_RATIO:
+                ax.set_xscale("log")
+            ticks = sorted(set(xs))
+            if len(ticks) <= MAX_VALUE_TICKS:  # a grid: label exactly the swept values
+                ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+                ax.minorticks_off()
+        else:
+            labels = sorted({str(v) for v in values}, key=_natural_key)
+            xs = [float(labels.index(str(v))) for v in values]
+            ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+        ax.scatter(xs, [float(row["final"]) for row in done], label="final")
+        best = [(x, float(row["best"])) for x, row in zip(xs, done, strict=True)
+                if row["best"] != ""]
+        if best:
+            ax.scatter(*zip(*best, strict=True), facecolors="none", edgecolors="C1", label="best")
+        ax.set_xlabel(key)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend()
+    fig.suptitle(f"{metric} over {len(done)} job(s)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def report(sweep_dir: Path, metric: str | None = None, keys: Sequence[str] | None = None,
+           direction: str = "auto", csv_path: Path | None = None,
+           png_path: Path | None = None) -> tuple[Path, Path, list[dict[str, Any]]]:
+    """Write the CSV table and the PNG plot of a multirun; return their paths and the rows.
+
+    Args:
+        sweep_dir: the multirun directory.
+        metric: metric to report (None: the headline of the first job that logged one).
+        keys: swept keys to report (None: inferred, see :func:`swept_keys`).
+        direction: auto | higher | lower, which way the metric improves.
+        csv_path: table path (None: ``sweep_dir/sweep_report.csv``).
+        png_path: plot path (None: ``sweep_dir/sweep_report.png``).
+    """
+    jobs = find_jobs(sweep_dir)
+    if metric is None:
+        metric = next((name for name in (job.headline() for job in jobs) if name), None)
+        if metric is None:
+            raise ReportError(f"{sweep_dir}: none of its {len(jobs)} job(s) has metrics.jsonl "
+                              f"records yet; run with metrics=toy|digits|fid50k")
+    keys = list(keys) if keys else swept_keys(jobs, sweeper_keys(sweep_dir))
+    rows = build_table(jobs, keys, metric, direction)
+    csv_path = csv_path or sweep_dir / CSV_NAME
+    png_path = png_path or sweep_dir / PNG_NAME
+    write_csv(rows, keys, csv_path)
+    plot(rows, keys, metric, png_path)
+    return csv_path, png_path, rows
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m dgan.sweep_report",
+        description="Tabulate (CSV) and plot (PNG) the headline metric of a Hydra multirun.",
+    )
+    parser.add_argument("dir", type=Path, metavar="DIR",
+                        help="multirun directory (multirun/RUN_NAME/DATE_TIME)")
+    parser.add_argument("--metric", default=None,
+                        help="metric to report (default: the headline, the first one logged)")
+    parser.add_argument("--keys", default=None,
+                        help="comma-separated swept keys (default: the overrides that differ)")
+    parser.add_argument("--direction", choices=("auto", "higher", "lower"), default="auto",
+                        help="which way the metric improves, for 'best' (auto: job config, "
+                             "else the metric's name)")
+    parser.add_argument("--csv", type=Path, default=None,
+                        help=f"output table (default: DIR/{CSV_NAME})")
+    parser.add_argument("--png", type=Path, default=None,
+                        help=f"output plot (default: DIR/{PNG_NAME})")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    keys = [key.strip() for key in args.keys.split(",") if key.strip()] if args.keys else None
+    try:
+        csv_path, png_path, rows = report(args.dir, args.metric, keys, args.direction,
+                                          args.csv, args.png)
+    except ReportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    missing = [row["job"] for row in rows if row["final"] == ""]
+    if missing:
+        print(f"warning: no {rows[0]['metric']} yet for job(s) {', '.join(missing)} "
+              f"(failed or still running)", file=sys.stderr)
+    print(f"{len(rows)} job(s): table {csv_path}, plot {png_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
