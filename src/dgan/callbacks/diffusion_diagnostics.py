@@ -150,7 +150,7 @@ class DiffusionDiagnostics(L.Callback):
             real_logits, fake_logits = real_logits.float().flatten(), fake_logits.float().flatten()
             real_acc = (real_logits > 0).float().mean().item()
             fake_acc = (fake_logits < 0).float().mean().item()
-            rows.append([round(kimg, 3), T, f"{lo}-{hi}" if hi else "0", lo, hi,
+            rows.append([round(kimg, 3), T, f"{lo}-{hi}" if hi > lo else str(lo), lo, hi,
                          real_logits.mean().item(), fake_logits.mean().item(), real_acc,
                          fake_acc, (real_acc + fake_acc) / 2])
         return rows

@@ -1,0 +1,57 @@
+"""The notebooks run, in small mode, on the virtualenv's Python, and are stored without outputs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from .conftest import REPO
+
+NOTEBOOKS = REPO / "notebooks"
+KERNEL = "python3"  # a "python" kernelspec: jupyter_client starts it with sys.executable
+TIMEOUT_S = 300
+
+
+def _execute(nb: nbformat.NotebookNode, cwd: Path) -> nbformat.NotebookNode:
+    client = NotebookClient(nb, timeout=TIMEOUT_S, kernel_name=KERNEL,
+                            resources={"metadata": {"path": str(cwd)}})
+    return client.execute()
+
+
+def test_kernel_runs_this_python(tmp_path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import sys; print(sys.executable)")]
+    out = _execute(nb, tmp_path).cells[0].outputs[0]["text"].strip()
+    assert Path(out).resolve() == Path(sys.executable).resolve()
+
+
+def test_notebooks_are_built_by_the_script_and_have_no_outputs() -> None:
+    sys.path.insert(0, str(NOTEBOOKS))
+    try:
+        import build_notebooks
+    finally:
+        sys.path.remove(str(NOTEBOOKS))
+    assert set(build_notebooks.NOTEBOOKS) == {p.name for p in NOTEBOOKS.glob("*.ipynb")}
+    for name, cells in build_notebooks.NOTEBOOKS.items():
+        nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+        assert [c.source for c in nb.cells] == [src for _, src in cells], name
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, name
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
+def test_notebook_runs_in_small_mode(name: str, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("DGAN_NOTEBOOK_SMALL", "1")
+    monkeypatch.setenv("DGAN_NOTEBOOK_OUT", str(tmp_path / "out"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("DGAN_SWEEP_DIR", raising=False)
+    nb = _execute(nbformat.read(NOTEBOOKS / name, as_version=4), tmp_path)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert images, f"{name} drew nothing"
