@@ -240,3 +240,14 @@ def _frame(records: list[bytes]) -> bytes:
 def test_offline_reader_reassembles_records_across_blocks() -> None:
     records = [b"a" * 10, b"b" * (BLOCK_SIZE * 2 + 123), b"c" * (BLOCK_SIZE - 30), b"", b"d"]
     assert list(read_chunks(_frame(records))) == records
+
+
+def test_wandb_mode_accepts_wandbs_own_names_and_names_bad_ones(monkeypatch) -> None:
+    from dgan.loggers import resolve_wandb_mode
+
+    # wandb.init writes WANDB_MODE=dryrun back; DDP workers inherit it.
+    monkeypatch.setenv("WANDB_MODE", "dryrun")
+    assert resolve_wandb_mode(None) == "offline"
+    assert resolve_wandb_mode("disabled") == "disabled"
+    with pytest.raises(ValueError, match=r"^mode='nope' is not valid"):
+        resolve_wandb_mode("nope")

@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 WANDB_MODES = ("online", "offline", "disabled")
+# wandb's older names, which wandb.init itself writes back to $WANDB_MODE (so DDP workers and
+# later jobs of the same process inherit them).
+WANDB_MODE_ALIASES = {"dryrun": "offline", "run": "online"}
 
 
 def wandb_credentials_present() -> bool:
@@ -25,8 +28,10 @@ def resolve_wandb_mode(mode: str | None) -> str:
     mode = mode or os.environ.get("WANDB_MODE") or (
         "online" if wandb_credentials_present() else "offline"
     )
+    mode = WANDB_MODE_ALIASES.get(mode, mode)
     if mode not in WANDB_MODES:
-        raise ValueError(f"logger.wandb.mode={mode!r} is not valid; choose one of {WANDB_MODES}")
+        # The builder prefixes the config key (logger.wandb.).
+        raise ValueError(f"mode={mode!r} is not valid; choose one of {WANDB_MODES}")
     return mode
 
 
