@@ -64,6 +64,9 @@ class DiffusionGAN(L.LightningModule):
         ema_rampup: if set, the half-life is at most cur_nimg * ema_rampup (early training).
         total_kimg: training length, thousands of real images shown.
         fused_adam: use the fused Adam kernel (CUDA only).
+        channels_last: keep G, D and the images in channels-last memory format.
+        compile: ``torch.compile`` G and D for the main phases (R1 and path length need
+            double backward, which compiled graphs lack, so they run the plain networks).
         run_config: the resolved run configuration, stored in checkpoints as a plain dict.
     """
 
@@ -89,6 +92,8 @@ class DiffusionGAN(L.LightningModule):
         ema_rampup: float | None = None,
         total_kimg: float = 25_000.0,
         fused_adam: bool = False,
+        channels_last: bool = False,
+        compile: bool = False,
         run_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -117,6 +122,12 @@ class DiffusionGAN(L.LightningModule):
         self.ema_kimg, self.ema_rampup = float(ema_kimg), ema_rampup
         self.total_kimg = float(total_kimg)
         self.fused_adam = fused_adam
+        self.channels_last = bool(channels_last)
+        self.compile_networks = bool(compile)
+        # Compiled callables by id of the plain network; a dict, so not submodules: the state
+        # dict and checkpoints stay those of the plain networks.
+        self._compiled: dict[int, Any] = {}
+        self._use_compiled = True
         self.run_config = run_config or {}
         self.register_buffer("pl_mean", torch.zeros(()))
         self.cur_nimg = 0  # real images shown so far, all ranks together
@@ -141,7 +152,7 @@ class DiffusionGAN(L.LightningModule):
         # weight; scaling lr and betas keeps the effective optimiser the same (StyleGAN2, C.1).
         ratio = reg_interval / (reg_interval + 1) if reg_interval > 1 else 1.0
         betas = tuple(b**ratio for b in self.betas)
-        fused = self.fused_adam and torch.cuda.is_available()
+        fused = self.fused_adam and next(net.parameters()).device.type == "cuda"
         return torch.optim.Adam(net.parameters(), lr=lr * ratio, betas=betas, eps=self.eps,
                                 fused=fused or None)
 
@@ -158,6 +169,26 @@ class DiffusionGAN(L.LightningModule):
             seed_rank(torch.initial_seed(), self.global_rank, self.trainer.world_size)
             if self.diffusion is not None:
                 self.diffusion.reseed(self.diffusion.seed + self.global_rank)
+        if self.channels_last:
+            for net in (self.G, self.D, self.G_ema):
+                net.to(memory_format=torch.channels_last)
+        if self.compile_networks and not self._compiled:
+            nets = [self.D] + ([self.G.mapping, self.G.synthesis] if hasattr(self.G, "mapping")
+                               else [self.G])
+            self._compiled = {id(net): torch.compile(net) for net in nets}
+
+    def _fast(self, net: nn.Module) -> Any:
+        """``net``'s compiled version where there is one and the phase allows it."""
+        return self._compiled.get(id(net), net) if self._use_compiled else net
+
+    @contextlib.contextmanager
+    def _plain_networks(self) -> Iterator[None]:
+        """Run the plain networks inside the block (double backward of R1 / path length)."""
+        self._use_compiled = False
+        try:
+            yield
+        finally:
+            self._use_compiled = True
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if self._pending_rng is not None:
@@ -177,25 +208,25 @@ class DiffusionGAN(L.LightningModule):
         """Generate with optional style mixing; returns images and ws (None for non-style G)."""
         net = self.G if net is None else net
         if not hasattr(net, "mapping"):
-            return net(z, c), None
-        ws = net.mapping(z, c)
+            return self._fast(net)(z, c), None
+        ws = self._fast(net.mapping)(z, c)
         if self.style_mixing_prob > 0:
             # Past a random cutoff layer the styles come from a second latent (StyleGAN2 2.3).
             n, num_ws = ws.shape[:2]
             cutoff = torch.randint(1, num_ws, (), device=ws.device)
             mix = torch.rand((), device=ws.device) < self.style_mixing_prob
             cutoff = torch.where(mix, cutoff, torch.full_like(cutoff, num_ws))
-            ws2 = net.mapping(torch.randn_like(z), c, update_emas=False)
+            ws2 = self._fast(net.mapping)(torch.randn_like(z), c, update_emas=False)
             layer = torch.arange(num_ws, device=ws.device).view(1, -1, 1)
             ws = torch.where(layer < cutoff, ws, ws2)
-        return net.synthesis(ws), ws
+        return self._fast(net.synthesis)(ws), ws
 
     def run_D(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Diffuse ``x`` (if there is a diffusion) and score it; returns logits and t."""
         if self.diffusion is None:
-            return self.D(x, c, None), None
+            return self._fast(self.D)(x, c, None), None
         y, t = self.diffusion(x)
-        return self.D(y, c, t), t
+        return self._fast(self.D)(y, c, t), t
 
     def random_labels(self, n: int, real_c: torch.Tensor) -> torch.Tensor:
         """Labels for generated samples, drawn from the batch's real labels."""
@@ -209,6 +240,8 @@ class DiffusionGAN(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
                       ) -> dict[str, torch.Tensor]:
         real, real_c = batch
+        if self.channels_last and real.dim() == 4:
+            real = real.contiguous(memory_format=torch.channels_last)
         opt_g, opt_d = self.optimizers()
         rounds = self._rounds(real.shape[0])
         reals = list(zip(real.split(rounds), real_c.split(rounds), strict=True))
@@ -222,7 +255,8 @@ class DiffusionGAN(L.LightningModule):
                 self.manual_backward(loss / len(reals))
                 logs["loss/G"] = loss.detach()
             if self.pl_weight > 0 and self.cur_step % self.pl_interval == 0:
-                logs["loss/G_pl"] = self._path_length_phase(reals)
+                with self._plain_networks():
+                    logs["loss/G_pl"] = self._path_length_phase(reals)
         self._step(self.G, opt_g)
 
         real_signs = torch.zeros((), device=self.device)
@@ -240,7 +274,8 @@ class DiffusionGAN(L.LightningModule):
                 logs["D/real_logits"] = real_logits.detach().mean()
                 logs["D/fake_logits"] = fake_logits.detach().mean()
             if self.r1_gamma > 0 and self.cur_step % self.r1_interval == 0:
-                logs["loss/D_r1"] = self._r1_phase(reals)
+                with self._plain_networks():
+                    logs["loss/D_r1"] = self._r1_phase(reals)
         self._step(self.D, opt_d)
 
         self.cur_step += 1
@@ -250,7 +285,9 @@ class DiffusionGAN(L.LightningModule):
             self._log_step(logs)  # Lightning's logging costs ~ a toy step: log sparsely
         if self.cur_nimg >= self.total_kimg * 1000:
             self.trainer.should_stop = True
-        return {"real_signs": real_signs, "real_count": torch.tensor(real.shape[0])}
+        # Made on the device: a host tensor would cost a blocking copy in the callback.
+        real_count = torch.full((), real.shape[0], device=real.device)
+        return {"real_signs": real_signs, "real_count": real_count}
 
     def _rounds(self, per_rank: int) -> int:
         bg = self.batch_gpu or per_rank
