@@ -16,18 +16,13 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from dgan.batch_layout import batch_layout
 from dgan.callbacks.checkpoint import LAST
 from dgan.callbacks.metrics import MetricsCallback
+from dgan.instantiation import ConfigError, build  # noqa: F401  (re-exported)
 from dgan.run_info import run_info
-
-
-class ConfigError(ValueError):
-    """A configuration value or key that cannot work; the message names it."""
 
 
 @dataclasses.dataclass
@@ -47,27 +42,6 @@ class Run:
         if self.metrics is None or not self.metrics.final:
             return None
         return float(next(iter(self.metrics.final.values())))
-
-
-def build(node: Any, key: str, **kwargs: Any) -> Any:
-    """Instantiate config ``node`` (found at ``key``); errors name the key."""
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as err:
-        cause = err.__cause__ or err
-        raise ConfigError(_explain(key, node, cause)) from err
-    except (ValueError, TypeError) as err:
-        raise ConfigError(_explain(key, node, err)) from err
-
-
-def _explain(key: str, node: Any, err: BaseException) -> str:
-    text = str(err).splitlines()[0] if str(err) else type(err).__name__
-    if isinstance(err, TypeError) and "unexpected keyword argument" in text:
-        bad = text.split("'")[-2] if "'" in text else "?"
-        return f"{key}.{bad}: unknown key for {node.get('_target_', key)}"
-    if "=" in text.split(" ")[0]:  # our modules start messages with "name=value"
-        return f"{key}.{text}"
-    return f"{key}: {text}"
 
 
 def plain_config(cfg: DictConfig) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dgan.builder import ConfigError, build
+from dgan.instantiation import ConfigError, build
 
 G_EMA_PREFIX = "G_ema."
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from dgan.builder import ConfigError
+from dgan.instantiation import ConfigError
 
 T = TypeVar("T")
 

@@ -33,9 +33,9 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from dgan.builder import ConfigError, build
 from dgan.checkpoints import load_generator, resolve_device
 from dgan.cli_args import parse_key_values, usage
+from dgan.instantiation import ConfigError, build
 from dgan.metrics.feature_extractors import WeightsUnavailableError, check_weights_available
 from dgan.metrics.image_set import ImageSetGenerator
 from dgan.metrics.registry import MetricOptions, available_metrics, compute_metric, lookup_metric

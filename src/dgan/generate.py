@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from dgan.builder import ConfigError, build
 from dgan.checkpoints import LoadedGenerator, load_generator, resolve_device
 from dgan.cli_args import parse_key_values, usage
+from dgan.instantiation import ConfigError, build
 from dgan.run_files import atomic_write_bytes
 from dgan.visualize import save_image_grid, save_png, save_scatter, to_uint8
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,12 @@ import lightning as L
 import torch
 
 from dgan.metric_direction import higher_is_better
+from dgan.metrics.feature_extractors import check_weights_available
 from dgan.metrics.registry import MetricOptions, compute_metric, lookup_metric
-from dgan.run_files import append_metrics
+from dgan.run_files import append_metrics, atomic_write_bytes
+
+SUMMARY_FILE = "metrics_summary.json"
+BEST_CHECKPOINT = "best.ckpt"
 
 
 class MetricsCallback(L.Callback):
@@ -39,6 +44,9 @@ class MetricsCallback(L.Callback):
                  higher_is_better: bool | None = None, save_best: bool = True) -> None:
         for name in metrics:
             lookup_metric(name)  # an unknown name fails here, before training
+        # Missing Inception/VGG16 weights fail now (file name and fetch command), not at the
+        # first evaluation hours into the run.
+        check_weights_available(metrics, weights_dir)
         self.metrics = list(metrics)
         self.every_kimg = float(every_kimg)
         self.run_dir = Path(run_dir)
@@ -51,6 +59,7 @@ class MetricsCallback(L.Callback):
         self.next_kimg = self.every_kimg
         self.best: dict[str, float] | None = None
         self.final: dict[str, float] | None = None
+        self.final_kimg: float | None = None
 
     @property
     def headline(self) -> str | None:
@@ -72,6 +81,31 @@ class MetricsCallback(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.metrics:
             self.final = self.evaluate(trainer, pl_module)
+            self.final_kimg = pl_module.kimg
+            if trainer.is_global_zero:
+                self.write_summary()
+
+    def summary(self) -> dict[str, Any]:
+        """Final results (with kimg) and the best headline value (with kimg and checkpoint)."""
+        best = dict(self.best) if self.best else None
+        if best is not None and self.save_best:
+            best["checkpoint"] = str(self.run_dir / "checkpoints" / BEST_CHECKPOINT)
+        final = None if self.final is None else {**self.final, "kimg": self.final_kimg}
+        return {"final": final, "best": best}
+
+    def write_summary(self) -> Path:
+        """Print final and best on one line each and write them to ``metrics_summary.json``."""
+        summary = self.summary()
+        if summary["final"] is not None:
+            values = ", ".join(f"{k}={v:.4g}" for k, v in summary["final"].items() if k != "kimg")
+            print(f"[dgan] final (kimg {self.final_kimg:.1f}): {values}", flush=True)
+        if summary["best"] is not None:
+            key = next(iter(summary["best"]))
+            print(f"[dgan] best {key}={summary['best'][key]:.4g} at kimg "
+                  f"{summary['best']['kimg']:.1f}", flush=True)
+        path = self.run_dir / SUMMARY_FILE
+        atomic_write_bytes(path, (json.dumps(summary, indent=2) + "\n").encode())
+        return path
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
         """Compute every metric on every rank; rank 0 logs and writes."""
@@ -97,7 +131,7 @@ class MetricsCallback(L.Callback):
                 if self.save_best:
                     from dgan.callbacks.checkpoint import save_checkpoint_atomic
 
-                    save_checkpoint_atomic(trainer, self.run_dir / "checkpoints" / "best.ckpt")
+                    save_checkpoint_atomic(trainer, self.run_dir / "checkpoints" / BEST_CHECKPOINT)
         if trainer.is_global_zero:
             append_metrics(self.run_dir, kimg, results)
             logged = {f"metrics/{k}": float(v) for k, v in results.items()}
