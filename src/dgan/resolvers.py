@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -51,8 +52,23 @@ def metric_direction(metrics: object, higher_is_better: bool | None = None) -> s
     return optimisation_direction(list(metrics or []), higher_is_better)
 
 
+def experiment_name(*, _root_: Any) -> object:
+    """The chosen experiment (``experiment=NAME``), readable at any time.
+
+    Hydra builds sweepers and launchers before its ``${hydra:...}`` resolver works, and removes
+    the ``hydra`` node from the job's config; so read the node while it is there, else ask
+    Hydra's runtime config.
+    """
+    if OmegaConf.select(_root_, "hydra.runtime.choices") is not None:
+        return OmegaConf.select(_root_, "hydra.runtime.choices.experiment")
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.choices.get("experiment")
+
+
 def register() -> None:
     for name, fn in (("dgan.auto_preset", auto_preset), ("dgan.sweep_group", sweep_group),
+                     ("dgan.experiment_name", experiment_name),
                      ("dgan.slurm_gpus_per_node", slurm_gpus_per_node),
                      ("dgan.metric_direction", metric_direction)):
         if not OmegaConf.has_resolver(name):
