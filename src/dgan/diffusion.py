@@ -86,7 +86,8 @@ class Diffusion(nn.Module):
         _check(t_min >= 1, "t_min", t_min, "an integer >= 1 (t = 0 is the clean sample)")
         _check(t_max >= t_min, "t_max", t_max, f"an integer >= t_min ({t_min})")
         _check(noise_std > 0, "noise_std", noise_std, "a number > 0")
-        _check(0 < beta_start <= beta_end < 1, "beta_start", beta_start, "0 < beta_start <= beta_end < 1")
+        _check(0 < beta_start <= beta_end < 1, "beta_start", beta_start,
+               "0 < beta_start <= beta_end < 1")
         _check(pool_size >= 1, "pool_size", pool_size, "an integer >= 1")
         _check(0 <= clean_fraction < 1, "clean_fraction", clean_fraction, "0 <= clean_fraction < 1")
         _check(0 <= d_target <= 1, "d_target", d_target, "a number in [0, 1]")

@@ -105,7 +105,8 @@ class MappingMLP(nn.Module):
         self.out_dim = out_dim
         embed_features = (out_dim if embed_features is None else embed_features) if c_dim else 0
         layer_features = out_dim if layer_features is None else layer_features
-        self.embed = EqualLinear(c_dim, embed_features, bias_init=embed_bias_init) if c_dim else None
+        self.embed = (EqualLinear(c_dim, embed_features, bias_init=embed_bias_init)
+                      if c_dim else None)
         widths = [z_dim + embed_features] + [layer_features] * (num_layers - 1) + [out_dim]
         self.layers = nn.ModuleList(
             EqualLinear(i, o, activation="lrelu", lr_multiplier=lr_multiplier)
