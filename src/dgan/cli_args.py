@@ -10,9 +10,10 @@ with the same rules as OmegaConf's dot-lists; ``null`` is None.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import yaml
@@ -133,3 +134,14 @@ def _field_docs(options: type[Any]) -> dict[str, str]:
             if name.isidentifier():
                 docs[name] = text.strip()
     return docs
+
+
+def run_command(action: Callable[[], object]) -> int:
+    """Run a command's ``action``: 0 on success, 2 with one ``error:`` line on bad input."""
+    try:
+        action()
+    except ConfigError as err:
+        # One line that names the key, the value and what is valid; no traceback.
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 2
+    return 0

@@ -34,7 +34,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from dgan.checkpoints import load_generator, resolve_device
-from dgan.cli_args import parse_key_values, usage
+from dgan.cli_args import parse_key_values, run_command, usage
 from dgan.instantiation import ConfigError, build
 from dgan.metrics.feature_extractors import WeightsUnavailableError, check_weights_available
 from dgan.metrics.image_set import ImageSetGenerator
@@ -301,13 +301,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("  dataset.KEY=VALUE\n      change one key of the reals' dataset config")
         print(f"\nmetrics: {', '.join(metric_name_forms())}")
         return 0
-    try:
+
+    def action() -> None:
         opts, extra = parse_key_values(argv, EvaluateOptions, passthrough=("dataset",))
         run(opts, extra["dataset"])
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 2
-    return 0
+
+    return run_command(action)
 
 
 if __name__ == "__main__":

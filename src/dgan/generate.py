@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from dgan.checkpoints import LoadedGenerator, load_generator, resolve_device
-from dgan.cli_args import parse_key_values, usage
+from dgan.cli_args import parse_key_values, run_command, usage
 from dgan.instantiation import ConfigError, build
 from dgan.run_files import atomic_write_bytes
 from dgan.visualize import save_image_grid, save_png, save_scatter, to_uint8
@@ -261,13 +261,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(usage("dgan.generate", GenerateOptions))
         return 0
-    try:
+
+    def action() -> None:
         opts, _ = parse_key_values(argv, GenerateOptions)
         run(opts)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return 2
-    return 0
+
+    return run_command(action)
 
 
 if __name__ == "__main__":
