@@ -94,6 +94,8 @@ def test_wandb_offline_run_has_config_scalars_metrics_and_images(wandb_run) -> N
     p = offline.series("diffusion/p")
     T = offline.series("diffusion/T")
     assert len(p) >= 2 and p[-1][1] == pytest.approx(d.p.item()) and p[-1][1] > 0
+    # One record per adaptive update, none lost to the deferred (once per log step) sending.
+    assert len(p) == run.module.cur_step // d.update_interval
     assert [t for _, t in T] == [d.t_min + round(v * (d.t_max - d.t_min)) for _, v in p]
     assert offline.series("diffusion/r_d") and offline.series("loss/G")
     # Speed and memory.

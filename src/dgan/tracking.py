@@ -6,6 +6,10 @@ depending on the caller; dgan's clock is kimg, the images shown. ``KimgWandbLogg
 the step metric of every W&B chart and adds the latest kimg to any record that lacks it.
 Callbacks call the helpers below on rank 0 only; loggers without images or tables (CSV) are
 skipped, the PNG and CSV files in the run directory are their record.
+
+Records that a callback keeps back to avoid a host sync (``DeferredRecords``, e.g. p and T at
+every adaptive update) are sent before anything else reaches the loggers, so that kimg never
+goes back in any logger's history.
 """
 
 from __future__ import annotations
@@ -90,6 +94,45 @@ class KimgWandbLogger(WandbLogger):
         run.log_artifact(artifact, aliases=aliases)
 
 
+class DeferredRecords:
+    """A callback that holds scalar records back and sends them when ``flush_records`` is called.
+
+    Every helper below flushes these first, so the loggers receive records in kimg order.
+    """
+
+    def flush_records(self, trainer: L.Trainer) -> None:
+        raise NotImplementedError
+
+
+def flush_deferred_records(trainer: L.Trainer) -> None:
+    """Send the records that callbacks of ``trainer`` are holding back."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, DeferredRecords):
+            callback.flush_records(trainer)
+
+
+def log_scalars(trainer: L.Trainer, scalars: dict[str, float], kimg: float,
+                step: int | None = None) -> None:
+    """Send scalars to every logger of ``trainer`` at ``kimg`` (after any deferred records).
+
+    Args:
+        trainer: the trainer whose loggers receive them.
+        scalars: name to value.
+        kimg: training progress of the values.
+        step: the loggers' step (default: the trainer's global step now).
+    """
+    flush_deferred_records(trainer)
+    write_scalars(trainer, scalars, kimg, step)
+
+
+def write_scalars(trainer: L.Trainer, scalars: dict[str, float], kimg: float,
+                  step: int | None = None) -> None:
+    """``log_scalars`` without the flush: for the deferred records themselves."""
+    step = trainer.global_step if step is None else step
+    for logger in trainer.loggers:  # every logger: CSV and W&B side by side
+        logger.log_metrics({**scalars, KIMG: kimg}, step=step)
+
+
 def log_image_file(trainer: L.Trainer, key: str, path: str | Path, kimg: float,
                    caption: str | None = None) -> None:
     """Send a PNG to every logger of ``trainer`` that takes images, at ``kimg``.
@@ -101,6 +144,7 @@ def log_image_file(trainer: L.Trainer, key: str, path: str | Path, kimg: float,
         kimg: training progress of the picture.
         caption: text shown under the image.
     """
+    flush_deferred_records(trainer)
     for logger in trainer.loggers:
         if isinstance(logger, KimgWandbLogger):
             logger.log_image_file(key, path, kimg, caption)
@@ -120,6 +164,7 @@ def log_rows(trainer: L.Trainer, key: str, columns: list[str], rows: list[list[A
         rows: the rows, one list of values per row.
         kimg: training progress of the table.
     """
+    flush_deferred_records(trainer)
     for logger in trainer.loggers:
         if isinstance(logger, KimgWandbLogger):
             logger.log_rows(key, columns, rows, kimg)

@@ -4,6 +4,10 @@ Every ``update_interval`` steps, r_d = E[sign(D logit)] of the diffused reals se
 update, reduced over all ranks, moves p by sign(r_d - d_target) * images / (ada_kimg * 1000).
 An overfitting D (r_d above target) lengthens the chain; a weak D shortens it. Every rank does
 the same arithmetic on the same reduced numbers, so p and T agree everywhere.
+
+p, T and r_d of every update are logged, but held on the device until the trainer's next
+logging step: a record sent at once would cost a host sync (on GPU) and a pass through
+Lightning's logging (about a toy step's time) at every update.
 """
 
 from __future__ import annotations
@@ -17,11 +21,15 @@ import lightning as L
 import torch
 
 from dgan.rank_state import gather_to_rank0, rank_and_world
+from dgan.tracking import DeferredRecords, write_scalars
 
 SYNC_CHECK_ENV = "DGAN_CHECK_SYNC_DIR"
 
 
-class AdaptiveDiffusion(L.Callback):
+RECORD_KEYS = ("diffusion/p", "diffusion/T", "diffusion/r_d")
+
+
+class AdaptiveDiffusion(DeferredRecords, L.Callback):
     """Updates ``pl_module.diffusion`` from the real logits of each D step.
 
     ``DiffusionGAN.configure_callbacks`` adds it whenever the module has a diffusion; the
@@ -33,6 +41,8 @@ class AdaptiveDiffusion(L.Callback):
         self._count: torch.Tensor | None = None
         self._steps = 0
         self.last_r_d: torch.Tensor | None = None
+        # (kimg, global step, device tensor of RECORD_KEYS) per update not yet logged
+        self._records: list[tuple[float, int, torch.Tensor]] = []
         # Debug mode for DDP tests: with $DGAN_CHECK_SYNC_DIR set, every update all-gathers p
         # and T, asserts they agree on every rank and logs them there (one file per rank).
         self.sync_check_dir: str | None = os.environ.get(SYNC_CHECK_ENV) or None
@@ -47,8 +57,15 @@ class AdaptiveDiffusion(L.Callback):
         self._signs = signs if self._signs is None else self._signs.to(signs) + signs
         self._count = count if self._count is None else self._count.to(count) + count
         self._steps += 1
-        if self._steps < diffusion.update_interval:
-            return
+        if self._steps >= diffusion.update_interval:
+            self._update(trainer, pl_module)
+        if trainer.should_stop or pl_module.cur_step % max(trainer.log_every_n_steps, 1) == 0:
+            self.flush_records(trainer)
+            pl_module.log_dict({"p": diffusion.p, "T": diffusion.T.float()}, prog_bar=True,
+                               logger=False, on_step=True, on_epoch=False)
+
+    def _update(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        diffusion = pl_module.diffusion
         # Every rank joins the reduction; the update itself is then identical everywhere.
         totals = torch.stack([self._signs, self._count])
         totals = trainer.strategy.reduce(totals, reduce_op="sum")
@@ -59,12 +76,20 @@ class AdaptiveDiffusion(L.Callback):
         self._steps = 0
         if self.sync_check_dir is not None:
             self._check_sync(trainer, pl_module)
-        pl_module.log_dict(
-            {"diffusion/p": diffusion.p, "diffusion/T": diffusion.T.float(), "diffusion/r_d": r_d},
-            on_step=True, on_epoch=False, batch_size=pl_module.batch_size,
-        )
-        pl_module.log_dict({"p": diffusion.p, "T": diffusion.T.float()}, prog_bar=True,
-                           logger=False, on_step=True, on_epoch=False)
+        values = torch.stack([diffusion.p.float(), diffusion.T.float(), r_d.float()])
+        self._records.append((pl_module.kimg, trainer.global_step, values))
+
+    def flush_records(self, trainer: L.Trainer) -> None:
+        """Log the held p, T, r_d records (one host copy for all of them)."""
+        records, self._records = self._records, []
+        if not records or not trainer.is_global_zero:
+            return
+        rows = torch.stack([values for _, _, values in records]).cpu().tolist()
+        for (kimg, step, _), row in zip(records, rows, strict=True):
+            write_scalars(trainer, dict(zip(RECORD_KEYS, row, strict=True)), kimg, step)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.flush_records(trainer)
 
     def _check_sync(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Debug mode: all-gather p and T, fail unless every rank has the same, log them."""

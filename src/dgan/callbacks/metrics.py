@@ -14,6 +14,7 @@ from dgan.metric_direction import higher_is_better
 from dgan.metrics.feature_extractors import check_weights_available
 from dgan.metrics.registry import MetricOptions, compute_metric, lookup_metric
 from dgan.run_files import append_metrics, atomic_write_bytes
+from dgan.tracking import log_scalars
 
 SUMMARY_FILE = "metrics_summary.json"
 BEST_CHECKPOINT = "best.ckpt"
@@ -137,8 +138,7 @@ class MetricsCallback(L.Callback):
             logged = {f"metrics/{k}": float(v) for k, v in results.items()}
             if self.best:
                 logged.update({f"metrics/best_{k}": float(v) for k, v in self.best.items()})
-            for logger in trainer.loggers:  # every logger: CSV and W&B side by side
-                logger.log_metrics({**logged, "kimg": kimg}, step=trainer.global_step)
+            log_scalars(trainer, logged, kimg)
             summary = ", ".join(f"{k}={v:.4g}" for k, v in results.items())
             print(f"[dgan] kimg {kimg:.1f}: {summary}", flush=True)
         return results
