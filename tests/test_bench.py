@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from dgan.bench import step_kinds
@@ -53,7 +54,11 @@ def test_bench_tiny_writes_json_and_table(tmp_path: Path) -> None:
             # Lazy R1 is amortised: main steps, R1 steps every r1_interval (16 in the presets).
             assert v["phase_shares"] == {"main": 15 / 16, "main+R1": 1 / 16}
             assert abs(v["images_per_s"] * v["step_s"] - training["batch"]) < 1e-6
-        assert training["overhead"] > 0
+            # The step is the share-weighted median of each phase's pooled step times.
+            assert v["step_s"] == pytest.approx(
+                sum(v["phase_shares"][k] * v["phases_s"][k] for k in v["phase_shares"]))
+        assert training["overhead"] == pytest.approx(
+            training["diffusion"]["step_s"] / training["none"]["step_s"])
         d = results["diffusion"][preset]
         assert d["per_call_s"] > 0 and 0 < d["share_of_step"] < 1
         assert results["generation"][preset]["images_per_s"] > 0

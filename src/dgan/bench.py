@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import math
@@ -84,7 +85,7 @@ class Options:
     precision: str = "32-true"
     device: str = "auto"
     steps: int = 2
-    repeats: int = 3
+    repeats: int = 4
     warmup: int = 1
     channels_last: bool = False
     compile: bool = False
@@ -258,17 +259,21 @@ def measure_training(preset: str, opts: Options, device: torch.device, root: Pat
         base.append(f"model.batch_size={batch}")
     variants = {"diffusion": [], "none": ["diffusion=none"]}
     cfgs = {name: compose_config(preset, base + extra, root) for name, extra in variants.items()}
-    modules = {name: build_module(cfg).to(device) for name, cfg in cfgs.items()}
     results: dict[str, dict[str, Any]] = {}
-    for name, module in modules.items():
-        kinds = step_kinds(module)
-        results[name] = {"kinds": {"+".join(k): {"share": share, "times": []}
+    for name, cfg in cfgs.items():
+        kinds = step_kinds(build_module(cfg))
+        results[name] = {"kinds": {"+".join(k): {"share": share, "times": [], "samples": []}
                                    for k, (_, share) in kinds.items()},
                          "step_s": [], "peak_mem_mib": 0.0}
+    module, name = None, None
     for repeat in range(opts.repeats):
-        order = list(modules) if repeat % 2 == 0 else list(reversed(modules))  # ABBA: drift
+        order = list(cfgs) if repeat % 2 == 0 else list(reversed(cfgs))  # ABBA: drift
         for name in order:
-            module, result = modules[name], results[name]
+            # Built afresh for each block, with the other variant freed first: on CPU the
+            # variant built second ran up to 25 % slower when both lived side by side.
+            module = None
+            gc.collect()
+            module, result = build_module(cfgs[name]).to(device), results[name]
             kinds = step_kinds(module)
             main = kinds[("main",)][0] if ("main",) in kinds else next(iter(kinds.values()))[0]
             plan = [main] * (opts.warmup + opts.steps)
@@ -285,29 +290,37 @@ def measure_training(preset: str, opts: Options, device: torch.device, root: Pat
             for kind, (_, share) in kinds.items():
                 mean = statistics.fmean(per_kind[kind])
                 result["kinds"]["+".join(kind)]["times"].append(mean)
+                result["kinds"]["+".join(kind)]["samples"].extend(per_kind[kind])
                 step += share * mean
             result["step_s"].append(step)
             result["peak_mem_mib"] = max(result["peak_mem_mib"], peak_memory_mib(device))
     summary: dict[str, Any] = {"batch": int(cfgs["diffusion"].model.batch_size),
                                "precision": opts.precision}
     for name, result in results.items():
-        step = statistics.median(result["step_s"])
+        # Medians of every timed step of a kind, pooled over repeats: identical steps vary by
+        # +-20 % on a shared CPU, and a median of a few per-repeat means follows that noise.
+        step = sum(v["share"] * statistics.median(v["samples"])
+                   for v in result["kinds"].values())
         n = summary["batch"]
         summary[name] = {
             "step_s": step,
             "step_s_repeats": result["step_s"],
             "images_per_s": n / step,
             "sec_per_kimg": step * IMAGES_PER_KIMG / n,
-            "phases_s": {kind: statistics.median(v["times"]) for kind, v in
+            "phases_s": {kind: statistics.median(v["samples"]) for kind, v in
                          result["kinds"].items()},
             "phase_shares": {kind: v["share"] for kind, v in result["kinds"].items()},
             "peak_mem_mib": result["peak_mem_mib"],
         }
     ratios = [a / b for a, b in zip(results["diffusion"]["step_s"], results["none"]["step_s"],
                                     strict=True)]
-    summary["overhead"] = statistics.median(ratios)
+    summary["overhead"] = summary["diffusion"]["step_s"] / summary["none"]["step_s"]
     summary["overhead_repeats"] = ratios
-    return summary, {"module": modules["diffusion"], "cfg": cfgs["diffusion"]}
+    if name != "diffusion":
+        module = None
+        gc.collect()
+        module = build_module(cfgs["diffusion"]).to(device)
+    return summary, {"module": module, "cfg": cfgs["diffusion"]}
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -497,7 +510,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
                    help="trainer.precision of the step")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--steps", type=int, default=2, help="timed main steps per repeat")
-    p.add_argument("--repeats", type=int, default=3, help="repeats (medians are reported)")
+    p.add_argument("--repeats", type=int, default=4,
+                   help="repeats, alternating with/without diffusion (medians are reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps/calls before timing")
     p.add_argument("--channels-last", action="store_true", help="model.channels_last=true")
     p.add_argument("--compile", action="store_true", help="model.compile=true (torch.compile)")
