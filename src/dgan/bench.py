@@ -260,11 +260,6 @@ def measure_training(preset: str, opts: Options, device: torch.device, root: Pat
     variants = {"diffusion": [], "none": ["diffusion=none"]}
     cfgs = {name: compose_config(preset, base + extra, root) for name, extra in variants.items()}
     results: dict[str, dict[str, Any]] = {}
-    for name, cfg in cfgs.items():
-        kinds = step_kinds(build_module(cfg))
-        results[name] = {"kinds": {"+".join(k): {"share": share, "times": [], "samples": []}
-                                   for k, (_, share) in kinds.items()},
-                         "step_s": [], "peak_mem_mib": 0.0}
     module, name = None, None
     for repeat in range(opts.repeats):
         order = list(cfgs) if repeat % 2 == 0 else list(reversed(cfgs))  # ABBA: drift
@@ -273,8 +268,12 @@ def measure_training(preset: str, opts: Options, device: torch.device, root: Pat
             # variant built second ran up to 25 % slower when both lived side by side.
             module = None
             gc.collect()
-            module, result = build_module(cfgs[name]).to(device), results[name]
+            module = build_module(cfgs[name]).to(device)
             kinds = step_kinds(module)
+            result = results.setdefault(name, {
+                "kinds": {"+".join(k): {"share": share, "times": [], "samples": []}
+                          for k, (_, share) in kinds.items()},
+                "step_s": [], "peak_mem_mib": 0.0})
             main = kinds[("main",)][0] if ("main",) in kinds else next(iter(kinds.values()))[0]
             plan = [main] * (opts.warmup + opts.steps)
             lazy = [(kind, k) for kind, (k, _) in kinds.items() if kind != ("main",)]
