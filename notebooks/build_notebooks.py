@@ -35,13 +35,13 @@ through
 
 with t drawn from {1..T} (and, in the reference implementation, about half of each batch at
 t = 0, clean). This notebook looks at q on an image and on 2-D data, at the beta schedules,
-and at the t distributions, with `dgan.diffusion.Diffusion` and `dgan.schedules`."""),
+and at the t distributions, with `dgan.diffusion.Diffusion` and `dgan.diffusion.schedules`."""),
     ("code", SETUP + '''
 
 from dgan.data.digits import DigitsDataset
 from dgan.data.toy import ToyDataset
 from dgan.diffusion import Diffusion
-from dgan.schedules import SCHEDULES
+from dgan.diffusion.schedules import SCHEDULES
 
 N_POINTS = 500 if SMALL else 5000  # 2-D points drawn
 N_T = 2000 if SMALL else 50_000  # timesteps drawn for the histograms'''),
@@ -135,7 +135,7 @@ MODE_COVERAGE = [
 
 The paper's toy claim: on a 2-D mixture of 25 Gaussians, Diffusion-GAN covers every mode where
 a plain GAN drops some. Both runs below use the same networks, data, seed and length, built
-through dgan's own API (`dgan.compose.compose_config` + `dgan.builder.build_run`, the objects
+through dgan's own API (`dgan.config.compose.compose_config` + `dgan.config.builder.build_run`, the objects
 `python -m dgan.train experiment=gaussians25 [diffusion=none]` builds). The plain GAN is the
 same module with `diffusion=none`.
 
@@ -148,9 +148,9 @@ from pathlib import Path
 
 from IPython.display import Image, display
 
-from dgan.builder import build_run
-from dgan.compose import compose_config
-from dgan.run_files import read_metrics
+from dgan.config.builder import build_run
+from dgan.config.compose import compose_config
+from dgan.files.run_files import read_metrics
 
 OUT = Path(os.environ.get("DGAN_NOTEBOOK_OUT") or tempfile.mkdtemp(prefix="dgan-nb02-"))
 TINY = ["kimg=0.5", "model.batch_size=64", "model.generator.hidden=32",
@@ -226,13 +226,13 @@ SWEEP_ANALYSIS = [
 Reads a Hydra multirun directory: every job folder holds `.hydra/overrides.yaml`,
 `.hydra/config.yaml` and `metrics.jsonl`. Jobs run with `logger=wandb` also hold a W&B offline
 run (`wandb/offline-run-*/run-*.wandb`), read here without a network by
-`dgan.wandb_offline`. (`python -m dgan.sweep_report DIR` writes the same kind of table and plot
+`dgan.tracking.wandb_offline`. (`python -m dgan.sweep_report DIR` writes the same kind of table and plot
 from the command line.)
 
 Set `DGAN_SWEEP_DIR` to your multirun directory, e.g. after
 
     python -m dgan.train -m experiment=gaussians25 diffusion.noise_std=0.1,0.5,1.0 \\
-        diffusion.t_max=50,200 diffusion.d_target=0.45,0.6 logger=wandb
+        diffusion.t_max=50,200 adaptive.d_target=0.45,0.6 logger=wandb
 
 Without it, this notebook runs a sweep of its own first: two tiny jobs in small mode, twelve
 jobs of 100 kimg otherwise."""),
@@ -244,12 +244,12 @@ from pathlib import Path
 
 import yaml
 
-from dgan.run_files import read_metrics
-from dgan.wandb_offline import find_offline_runs, read_offline_run
+from dgan.files.run_files import read_metrics
+from dgan.tracking.wandb_offline import find_offline_runs, read_offline_run
 
 METRIC = os.environ.get("DGAN_SWEEP_METRIC", "modes_covered")
 AXES = {"sigma": "diffusion.noise_std", "T_max": "diffusion.t_max",
-        "d_target": "diffusion.d_target"}'''),
+        "d_target": "adaptive.d_target"}'''),
     ("code", '''sweep_dir = os.environ.get("DGAN_SWEEP_DIR")
 if sweep_dir is None:
     root = os.environ.get("DGAN_NOTEBOOK_OUT") or tempfile.mkdtemp(prefix="dgan-nb03-")
@@ -260,7 +260,7 @@ if sweep_dir is None:
                   "model.discriminator.hidden=32", "metrics.every_kimg=0.25"]
     else:
         grid = ["diffusion.noise_std=0.1,0.5,1.0", "diffusion.t_max=50,200",
-                "diffusion.d_target=0.45,0.6"]
+                "adaptive.d_target=0.45,0.6"]
         length = ["kimg=100", "metrics.every_kimg=25"]
     command = [sys.executable, "-m", "dgan.train", "-m", "experiment=gaussians25", *grid,
                *length, "callbacks.samples.every_kimg=0", "callbacks.checkpoint.every_kimg=0",

@@ -15,6 +15,8 @@ from dgan.bench import step_kinds
 from dgan.networks.stylegan2 import Generator
 from dgan.networks.stylegan2.layers import modulated_conv2d
 from dgan.networks.stylegan2.resample import setup_filter
+from dgan.training.losses import StyleGAN2Loss
+from dgan.training.phases import build_phases
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,8 +53,8 @@ def test_bench_tiny_writes_json_and_table(tmp_path: Path) -> None:
             v = training[variant]
             assert v["step_s"] > 0 and v["images_per_s"] > 0 and v["sec_per_kimg"] > 0
             assert v["peak_mem_mib"] > 0
-            # Lazy R1 is amortised: main steps, R1 steps every r1_interval (16 in the presets).
-            assert v["phase_shares"] == {"main": 15 / 16, "main+R1": 1 / 16}
+            # Lazy R1 is amortised: main steps, D reg steps every d_reg_interval (16).
+            assert v["phase_shares"] == {"main": 15 / 16, "main+Dreg": 1 / 16}
             assert abs(v["images_per_s"] * v["step_s"] - training["batch"]) < 1e-6
             # The step is the share-weighted median of each phase's pooled step times.
             assert v["step_s"] == pytest.approx(
@@ -70,20 +72,24 @@ def test_bench_tiny_writes_json_and_table(tmp_path: Path) -> None:
 
 
 class _Lazy:
+    """A module's phase table and loss flags, as step_kinds reads them."""
+
     def __init__(self, r1_gamma: float, r1_interval: int, pl_weight: float, pl_interval: int):
-        self.r1_gamma, self.r1_interval = r1_gamma, r1_interval
-        self.pl_weight, self.pl_interval = pl_weight, pl_interval
+        self.phases = build_phases([pl_interval, r1_interval])
+        self.loss = StyleGAN2Loss(r1_gamma=r1_gamma, pl_weight=pl_weight)
 
 
 def test_step_kinds_weight_each_phase_set_by_its_frequency() -> None:
     kinds = step_kinds(_Lazy(1.0, 16, 2.0, 4))
     assert kinds[("main",)][1] == 12 / 16
-    assert kinds[("main", "PL")][1] == 3 / 16
-    assert kinds[("main", "R1", "PL")][1] == 1 / 16
+    assert kinds[("main", "Greg")][1] == 3 / 16
+    assert kinds[("main", "Greg", "Dreg")][1] == 1 / 16
     # Each representative step counter really runs that set of phases.
-    k = kinds[("main", "PL")][0]
+    k = kinds[("main", "Greg")][0]
     assert k % 4 == 0 and k % 16 != 0
     assert step_kinds(_Lazy(0.0, 16, 0.0, 4)) == {("main",): (0, 1.0)}
+    # The cifar recipe: the G reg phase exists (lr scaling) but computes nothing.
+    assert set(step_kinds(_Lazy(0.01, 16, 0.0, 4))) == {("main",), ("main", "Dreg")}
 
 
 def test_input_modulation_equals_grouped_convolution() -> None:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from dgan.conditioning import CONDITIONING_MODES, TimestepConditioning
+from dgan.networks.conditioning import CONDITIONING_MODES, TimestepConditioning
 from dgan.networks.mlp import MLPDiscriminator
 
 

@@ -16,10 +16,10 @@ import lightning as L
 import pytest
 import torch
 
-from dgan.batch_layout import batch_layout
-from dgan.builder import ConfigError, build_run
-from dgan.callbacks.adaptive_diffusion import SYNC_CHECK_ENV, AdaptiveDiffusion
 from dgan.callbacks.preemption import Preempted
+from dgan.config.batch_layout import batch_layout
+from dgan.config.builder import ConfigError, build_run
+from dgan.diffusion.adaptive import SYNC_CHECK_ENV, AdaptiveDiffusion
 
 from .conftest import REPO, compose_train
 
@@ -36,7 +36,7 @@ TINY = [
 ]
 BATCH = 64
 # Moves p by 64 * 4 / 4000 = 0.064 per update, so p and T change within a few steps.
-FAST_ADAPT = ["diffusion.ada_kimg=4", "diffusion.p_init=0.5"]
+FAST_ADAPT = ["adaptive.ada_kimg=4", "diffusion.p_init=0.5"]
 CHILD_TIMEOUT_S = 240
 
 

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from dgan.diffusion import Diffusion
+from dgan.diffusion.adaptive import AdaptiveDiffusion, adjust_p
 
 
 def test_q_sample_mean_and_variance_per_t() -> None:
@@ -60,16 +61,20 @@ def test_pool_sampling_picks_slots_uniformly() -> None:
 
 
 def test_adaptive_update_direction_rate_clipping_and_T() -> None:
-    d = Diffusion(t_min=10, t_max=1000, d_target=0.6, ada_kimg=100)
-    d.adapt(torch.tensor(0.9), num_images=64 * 4)  # D overfits: the chain grows
+    d = Diffusion(t_min=10, t_max=1000)
+
+    def adapt(r_d: torch.Tensor, num_images: int) -> None:
+        adjust_p(d, r_d, d_target=0.6, num_images=num_images, ada_kimg=100)
+
+    adapt(torch.tensor(0.9), num_images=64 * 4)  # D overfits: the chain grows
     step = 64 * 4 / (100 * 1000)
     assert d.p.item() == pytest.approx(step)
     assert d.T.item() == 10 + round(step * 990)
-    d.adapt(torch.tensor(0.1), num_images=64 * 4)  # weak D: the chain shrinks
+    adapt(torch.tensor(0.1), num_images=64 * 4)  # weak D: the chain shrinks
     assert d.p.item() == pytest.approx(0.0, abs=1e-7)
-    d.adapt(torch.tensor(0.1), num_images=64 * 4)
+    adapt(torch.tensor(0.1), num_images=64 * 4)
     assert d.p.item() == 0.0 and d.T.item() == 10  # clipped at 0
-    d.adapt(torch.tensor(1.0), num_images=10**6)
+    adapt(torch.tensor(1.0), num_images=10**6)
     assert d.p.item() == 1.0 and d.T.item() == 1000  # clipped at 1
     d.set_p(0.5)
     assert d.T.item() == 10 + round(0.5 * 990)
@@ -86,7 +91,7 @@ def test_T_update_rebuilds_schedule_and_redraws_pool() -> None:
 
 def test_state_dict_round_trip_restores_p_T_pool_and_rng() -> None:
     d = Diffusion(seed=3)
-    d.adapt(torch.tensor(1.0), num_images=20000)
+    d.set_p(0.2)
     d.sample_t(10)  # advance the generator
     state = d.state_dict()
     restored = Diffusion(seed=99)
@@ -113,7 +118,6 @@ def test_state_survives_torch_save_with_weights_only(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "key"),
     [
-        ({"d_target": 1.5}, "d_target"),
         ({"t_min": 20, "t_max": 10}, "t_max"),
         ({"t_min": -1}, "t_min"),
         ({"noise_std": 0.0}, "noise_std"),
@@ -125,3 +129,12 @@ def test_state_survives_torch_save_with_weights_only(tmp_path) -> None:
 def test_bad_values_name_the_key(kwargs: dict, key: str) -> None:
     with pytest.raises(ValueError, match=f"^{key}="):
         Diffusion(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [({"d_target": 1.5}, "d_target"), ({"ada_kimg": 0}, "ada_kimg"), ({"interval": 0}, "interval")],
+)
+def test_bad_adaptive_settings_name_the_key(kwargs: dict, key: str) -> None:
+    with pytest.raises(ValueError, match=rf"^{key}="):
+        AdaptiveDiffusion(**kwargs)

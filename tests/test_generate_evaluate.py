@@ -20,10 +20,10 @@ import torch
 from PIL import Image
 
 from dgan import evaluate, generate
-from dgan.builder import ConfigError, build_run, plain_config
-from dgan.checkpoints import build_generator, load_generator
-from dgan.cli_args import parse_key_values
-from dgan.run_files import read_metrics
+from dgan.config.builder import ConfigError, build_run, plain_config
+from dgan.config.cli_args import parse_key_values
+from dgan.files.checkpoints import build_generator, load_generator
+from dgan.files.run_files import read_metrics
 
 from .conftest import REPO, compose_train
 

@@ -22,7 +22,16 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from dgan.metrics import digits_features, feature_extractors, fetch_weights, image_metrics
+from dgan.files import pictures
+from dgan.metrics import (
+    digits_features,
+    feature_extractors,
+    feature_stats,
+    fetch_weights,
+    fid,
+    inception_score,
+    precision_recall,
+)
 from dgan.metrics.feature_extractors import (
     EXTRACTORS,
     INCEPTION,
@@ -102,7 +111,7 @@ class LookupGenerator(nn.Module):
         self.z_dim, self.c_dim = 8, 0
         self.img_resolution, self.img_channels = images.shape[-1], images.shape[1]
         self.register_buffer(
-            "table", image_metrics.sample_latents(range(len(images)), 8, 0, seed)[0]
+            "table", feature_stats.sample_latents(range(len(images)), 8, 0, seed)[0]
         )
         self.register_buffer("images", images)
         gen = torch.Generator().manual_seed(1234)
@@ -122,7 +131,7 @@ def smooth_images(n: int, channels: int = 3, resolution: int = 16, seed: int = 0
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    return image_metrics.images_to_uint8(x)
+    return pictures.to_uint8(x)
 
 
 def real_digits(align_corners: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -265,7 +274,7 @@ def test_metric_raises_missing_weights_error(tmp_path: Path, no_network: list[st
     ds = TinyDataset(to_uint8(smooth_images(4)))
     opts = make_opts(LookupGenerator(smooth_images(4)), ds, tmp_path, weights_dir=tmp_path)
     with pytest.raises(WeightsUnavailableError, match=INCEPTION_FILE):
-        image_metrics.fid_full(opts)
+        fid.fid_full(opts)
 
 
 def test_fetch_weights_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
@@ -331,18 +340,18 @@ def test_fid_zero_on_itself_grows_with_noise_and_reuses_real_stats(
     images = smooth_images(8)
     ds = TinyDataset(to_uint8(images))
     calls = []
-    real_extract = image_metrics.extract_dataset_features
+    real_extract = feature_stats.extract_dataset_features
 
     def counting(*args: object, **kwargs: object) -> object:
         calls.append(1)
         return real_extract(*args, **kwargs)
 
-    monkeypatch.setattr(image_metrics, "extract_dataset_features", counting)
+    monkeypatch.setattr(feature_stats, "extract_dataset_features", counting)
     fids = []
     for noise in (0.0, 0.3, 1.0):
         G = LookupGenerator(images, noise=noise)
         opts = make_opts(G, ds, tmp_path, weights_dir=inception_dir, num_samples=8)
-        result = image_metrics.fid_full(opts)
+        result = fid.fid_full(opts)
         assert list(result) == ["fid8_full"]
         fids.append(result["fid8_full"])
     assert abs(fids[0]) < 1e-3 * fids[1], fids
@@ -359,7 +368,7 @@ def test_kid_and_inception_score(inception_dir: Path, tmp_path: Path) -> None:
     for noise in (0.0, 1.0):
         G = LookupGenerator(images, noise=noise)
         opts = make_opts(G, ds, tmp_path, weights_dir=inception_dir, num_samples=8)
-        kid[noise] = image_metrics.kid_full(opts)["kid8_full"]
+        kid[noise] = kid.kid_full(opts)["kid8_full"]
     assert abs(kid[0.0]) < 0.1 * kid[1.0], kid
     opts = make_opts(
         LookupGenerator(images),
@@ -369,7 +378,7 @@ def test_kid_and_inception_score(inception_dir: Path, tmp_path: Path) -> None:
         num_samples=8,
         extra={"is_splits": 2},
     )
-    result = image_metrics.is_metric(opts)
+    result = inception_score.is_metric(opts)
     assert set(result) == {"is8_mean", "is8_std"}
     assert result["is8_mean"] >= 1.0 - 1e-6
 
@@ -378,15 +387,15 @@ def test_xflip_reals_are_included_and_change_the_key(inception_dir: Path, tmp_pa
     images = smooth_images(4, seed=2)
     plain = TinyDataset(to_uint8(images), fingerprint="flip-test")
     flipped = TinyDataset(to_uint8(images), fingerprint="flip-test", xflip=True)
-    ext = image_metrics._pretrained(
+    ext = feature_stats.pretrained_extractor(
         make_opts(LookupGenerator(images), plain, tmp_path, weights_dir=inception_dir), INCEPTION
     )
     paths = set()
     for ds in (plain, flipped):
         opts = make_opts(LookupGenerator(images), ds, tmp_path, weights_dir=inception_dir)
-        feats = image_metrics.dataset_features_cached(opts, ext, "2048")
+        feats = feature_stats.dataset_features_cached(opts, ext, "2048")
         assert len(feats) == len(ds)
-        paths.add(image_metrics.real_cache_path(opts, ext, "2048", "features-float32", len(ds)))
+        paths.add(feature_stats.real_cache_path(opts, ext, "2048", "features-float32", len(ds)))
     assert len(paths) == 2
 
 
@@ -399,10 +408,10 @@ def test_precision_recall_convention_on_features() -> None:
     gen = torch.Generator().manual_seed(0)
     real = torch.randn(200, 16, generator=gen)
     collapsed = real[:5].repeat(40, 1) + 0.01 * torch.randn(200, 16, generator=gen)
-    precision, recall = image_metrics.precision_recall(collapsed, real)
+    precision, recall = precision_recall.precision_recall(collapsed, real)
     assert precision > 0.9 and recall < 0.2, (precision, recall)
     # The reverse (fakes spread, reals collapsed) swaps the roles.
-    precision, recall = image_metrics.precision_recall(real, collapsed)
+    precision, recall = precision_recall.precision_recall(real, collapsed)
     assert precision < 0.2 and recall > 0.9, (precision, recall)
 
 
@@ -411,7 +420,7 @@ def test_pr_vgg16_collapsed_fakes(vgg_dir: Path, tmp_path: Path) -> None:
     ds = TinyDataset(to_uint8(images))
     G = LookupGenerator(images, collapse_to=1)
     opts = make_opts(G, ds, tmp_path, weights_dir=vgg_dir, num_samples=8)
-    result = image_metrics.pr_full(opts)
+    result = precision_recall.pr_full(opts)
     assert set(result) == {"pr83_full_precision", "pr83_full_recall"}
     assert result["pr83_full_precision"] == pytest.approx(1.0)
     assert result["pr83_full_recall"] == pytest.approx(1 / 8)
@@ -431,24 +440,24 @@ def _digits_dataset(fingerprint: str = "digits-test") -> tuple[TinyDataset, torc
 def test_digits_fid_and_pr(digits_cache: Path) -> None:
     ds, x = _digits_dataset()
     n = len(ds)
-    same = image_metrics.fid_digits_full(
+    same = fid.fid_digits_full(
         make_opts(LookupGenerator(x), ds, digits_cache, num_samples=n, batch_size=100)
     )
     assert same[f"fid_digits{n}_full"] < 1e-3, same
     noise = LookupGenerator(torch.rand_like(x) * 2 - 1)
-    far = image_metrics.fid_digits_full(
+    far = fid.fid_digits_full(
         make_opts(noise, ds, digits_cache, num_samples=n, batch_size=100)
     )
     assert far[f"fid_digits{n}_full"] > 10.0, far
 
     # Mode collapse onto three real digits: precision high, recall low.
     collapsed = LookupGenerator(x[:300], collapse_to=3)
-    pr = image_metrics.pr_digits_full(
+    pr = precision_recall.pr_digits_full(
         make_opts(collapsed, ds, digits_cache, num_samples=300, batch_size=100)
     )
     assert pr["pr_digits3003_full_precision"] > 0.9, pr
     assert pr["pr_digits3003_full_recall"] < 0.2, pr
-    good = image_metrics.pr_digits_full(
+    good = precision_recall.pr_digits_full(
         make_opts(LookupGenerator(x[:300]), ds, digits_cache, num_samples=300, batch_size=100)
     )
     assert good["pr_digits3003_full_recall"] > 0.5, good
@@ -473,19 +482,19 @@ def test_digits_classifier_is_cached_and_accurate(digits_cache: Path) -> None:
 
 def test_shards_cover_indices_remainder_first() -> None:
     for total, world in [(10, 3), (7, 2), (50_000, 8), (3, 3)]:
-        shards = [image_metrics.shard(total, r, world) for r in range(world)]
+        shards = [feature_stats.shard(total, r, world) for r in range(world)]
         assert [i for s in shards for i in s] == list(range(total))
         sizes = [len(s) for s in shards]
         assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
 
 
 def test_latents_depend_on_index_not_batch() -> None:
-    z_all, _ = image_metrics.sample_latents(range(10), 4, 0, seed=5)
-    z_part, _ = image_metrics.sample_latents([7, 3], 4, 0, seed=5)
+    z_all, _ = feature_stats.sample_latents(range(10), 4, 0, seed=5)
+    z_part, _ = feature_stats.sample_latents([7, 3], 4, 0, seed=5)
     assert torch.equal(z_part, z_all[[7, 3]])
-    assert not torch.equal(image_metrics.sample_latents(range(10), 4, 0, seed=6)[0], z_all)
+    assert not torch.equal(feature_stats.sample_latents(range(10), 4, 0, seed=6)[0], z_all)
     ds = TinyDataset(to_uint8(smooth_images(6)), labels=torch.arange(6) % 3, num_classes=3)
-    _, c = image_metrics.sample_latents(range(20), 4, 3, seed=5, dataset=ds)
+    _, c = feature_stats.sample_latents(range(20), 4, 3, seed=5, dataset=ds)
     assert c.shape == (20, 3) and torch.equal(c.sum(1), torch.ones(20))
 
 
@@ -505,10 +514,11 @@ def _ddp_metrics(fingerprint: str, cache_dir: Path, weights_dir: Path, **kwargs)
     G = LookupGenerator(x[:DDP_SAMPLES], noise=0.3)
     opts = make_opts(G, ds, cache_dir, num_samples=DDP_SAMPLES, **kwargs)
     results = {}
-    results.update(image_metrics.fid_digits_full(opts))
-    results.update(image_metrics.pr_digits_full(opts))
+    results.update(fid.fid_digits_full(opts))
+    results.update(precision_recall.pr_digits_full(opts))
     # Gathered features must come back in global index order (KID and IS consume them).
-    feats = image_metrics.generator_features(opts, image_metrics._digits(opts), "features", 51)
+    extractor = feature_stats.digits_extractor(opts)
+    feats = feature_stats.generator_features(opts, extractor, "features", 51)
     results["feature_checksum"] = float((feats * torch.arange(1, 52)[:, None]).sum())
 
     images = smooth_images(DDP_INCEPTION_SAMPLES, seed=4)
@@ -523,8 +533,8 @@ def _ddp_metrics(fingerprint: str, cache_dir: Path, weights_dir: Path, **kwargs)
         extra={"is_splits": 2},
         **kwargs,
     )
-    results.update(image_metrics.fid_full(opts))
-    results.update(image_metrics.is_metric(opts))
+    results.update(fid.fid_full(opts))
+    results.update(inception_score.is_metric(opts))
     return results
 
 
@@ -566,7 +576,7 @@ def test_world_size_without_process_group_is_an_error(digits_cache: Path) -> Non
     ds, x = _digits_dataset()
     opts = make_opts(LookupGenerator(x[:8]), ds, digits_cache, num_samples=8, world_size=2)
     with pytest.raises(RuntimeError, match="not initialised"):
-        image_metrics.fid_digits_full(opts)
+        fid.fid_digits_full(opts)
 
 
 def test_registered_names() -> None:
@@ -582,7 +592,7 @@ def test_registered_names() -> None:
         r"pr_digits(?P<num>\d+k?)3_full",
     ]:
         assert expected in patterns
-    assert image_metrics.count_tag(50_000) == "50k" and image_metrics.count_tag(250) == "250"
+    assert feature_stats.count_tag(50_000) == "50k" and feature_stats.count_tag(250) == "250"
 
 
 def test_compute_metric_by_name(digits_cache: Path) -> None:
@@ -594,6 +604,6 @@ def test_compute_metric_by_name(digits_cache: Path) -> None:
         fn, num = registry.lookup_metric("pr_digits1003_full")
     except ModuleNotFoundError as err:  # another built-in metric module not written yet
         pytest.skip(f"registry cannot load its built-in metrics: {err}")
-    assert fn is image_metrics.pr_digits_full and num == 100
+    assert fn is precision_recall.pr_digits_full and num == 100
     result = registry.compute_metric("pr_digits1003_full", dataclasses.replace(opts))
     assert set(result) == {"pr_digits1003_full_precision", "pr_digits1003_full_recall"}

@@ -12,13 +12,13 @@ import pytest
 import torch
 import yaml
 
-from dgan.builder import build_run
 from dgan.callbacks.diffusion_diagnostics import COLUMNS, DiffusionDiagnostics, t_buckets
 from dgan.callbacks.throughput import peak_memory_gib
+from dgan.config.builder import build_run
 from dgan.data.toy import ToyDataset
 from dgan.diffusion import Diffusion
-from dgan.run_info import git_revision
-from dgan.wandb_offline import BLOCK_SIZE, FULL, read_chunks, read_offline_run
+from dgan.tracking.run_info import git_revision
+from dgan.tracking.wandb_offline import BLOCK_SIZE, FULL, read_chunks, read_offline_run
 
 from .conftest import REPO, compose_train
 
@@ -30,8 +30,8 @@ SHORT = [
     "model.batch_size=64",
     "model.generator.hidden=32",
     "model.discriminator.hidden=32",
-    "diffusion.d_target=0",
-    "diffusion.ada_kimg=1",
+    "adaptive.d_target=0",
+    "adaptive.ada_kimg=1",
     "metrics.every_kimg=0.25",
     "callbacks.samples.every_kimg=0.25",
     "callbacks.checkpoint.every_kimg=0",
@@ -78,7 +78,7 @@ def test_wandb_offline_run_has_config_scalars_metrics_and_images(wandb_run) -> N
     run, offline = wandb_run
     # The resolved config as a plain dict, with the overrides, output dir and git revision.
     assert offline.config["dataset"]["name"] == "gaussians25"
-    assert offline.config["diffusion"]["ada_kimg"] == 1
+    assert offline.config["adaptive"]["ada_kimg"] == 1
     assert "logger.wandb.mode=offline" in offline.config["overrides"]
     assert offline.config["output_dir"] == str(run.run_dir)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
@@ -95,7 +95,7 @@ def test_wandb_offline_run_has_config_scalars_metrics_and_images(wandb_run) -> N
     T = offline.series("diffusion/T")
     assert len(p) >= 2 and p[-1][1] == pytest.approx(d.p.item()) and p[-1][1] > 0
     # One record per adaptive update, none lost to the deferred (once per log step) sending.
-    assert len(p) == run.module.cur_step // d.update_interval
+    assert len(p) == run.module.cur_step // run.module.adaptive.interval
     assert [t for _, t in T] == [d.t_min + round(v * (d.t_max - d.t_min)) for _, v in p]
     assert offline.series("diffusion/r_d") and offline.series("loss/G")
     # Speed and memory.
@@ -245,7 +245,7 @@ def test_offline_reader_reassembles_records_across_blocks() -> None:
 
 
 def test_wandb_mode_accepts_wandbs_own_names_and_names_bad_ones(monkeypatch) -> None:
-    from dgan.loggers import resolve_wandb_mode
+    from dgan.tracking.loggers import resolve_wandb_mode
 
     # wandb.init writes WANDB_MODE=dryrun back; DDP workers inherit it.
     monkeypatch.setenv("WANDB_MODE", "dryrun")

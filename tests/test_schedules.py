@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dgan.schedules import SCHEDULES, alphas_bar, beta_schedule, betas_on_grid
+from dgan.diffusion.schedules import SCHEDULES, alphas_bar, beta_schedule, betas_on_grid
 
 
 def reference_betas(name: str, T: int, bs: float = 1e-4, be: float = 2e-2) -> np.ndarray:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-from dgan.builder import ConfigError
-from dgan.cluster import check_launch, check_slurm_world_size
-from dgan.run_files import read_metrics
+from dgan.config.builder import ConfigError
+from dgan.config.launch import check_launch, check_slurm_world_size
+from dgan.files.run_files import read_metrics
 from dgan.sweep_report import main as report_main
 
 from .conftest import REPO, compose_train
@@ -37,7 +37,7 @@ def _exit_recorded(wandb_file: Path) -> bool:
     """Whether a W&B offline run was finished (its log ends the run with an exit record)."""
     from wandb.proto import wandb_internal_pb2 as pb
 
-    from dgan.wandb_offline import read_chunks
+    from dgan.tracking.wandb_offline import read_chunks
 
     for data in read_chunks(wandb_file.read_bytes()):
         record = pb.Record()
@@ -48,13 +48,13 @@ def _exit_recorded(wandb_file: Path) -> bool:
 
 
 def test_grid_multirun_then_report(tmp_path: Path) -> None:
-    from dgan.wandb_offline import find_offline_runs, read_offline_run
+    from dgan.tracking.wandb_offline import find_offline_runs, read_offline_run
 
     sweep_dir = tmp_path / "gaussians25" / "launch1"
     # The grid's own rows for t_max and d_target are replaced by single values and sigma by two:
     # two jobs, each a W&B offline run in the sweep's group.
     cmd = [sys.executable, "-m", "dgan.train", "-m", "hparams_search=diffusion_grid", *TINY,
-           "diffusion.noise_std=0.05,0.5", "diffusion.t_max=50", "diffusion.d_target=0.6",
+           "diffusion.noise_std=0.05,0.5", "diffusion.t_max=50", "adaptive.d_target=0.6",
            "logger=wandb", "logger.wandb.mode=offline", f"hydra.sweep.dir={sweep_dir}"]
     proc = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -153,7 +153,7 @@ def test_grid_config_sweeps_sigma_t_max_and_d_target(tmp_path: Path) -> None:
     assert str(cfg.hydra.mode).endswith("MULTIRUN")
     assert cfg.hydra.sweeper._target_.endswith("BasicSweeper")
     params = cfg.hydra.sweeper.params
-    assert list(params) == ["diffusion.noise_std", "diffusion.t_max", "diffusion.d_target"]
+    assert list(params) == ["diffusion.noise_std", "diffusion.t_max", "adaptive.d_target"]
     assert len(list(itertools.product(*(str(v).split(",") for v in params.values())))) == 12
 
 
@@ -164,7 +164,7 @@ def test_optuna_config_composes_and_names_the_sweeper(tmp_path: Path) -> None:
     assert sweeper._target_ == "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
     assert sweeper.n_trials == 3 and sweeper.n_jobs == 2
     assert sweeper.sampler._target_ == "optuna.samplers.TPESampler"
-    assert set(sweeper.params) == {"diffusion.noise_std", "diffusion.t_max", "diffusion.d_target"}
+    assert set(sweeper.params) == {"diffusion.noise_std", "diffusion.t_max", "adaptive.d_target"}
     # The default job's headline is the digits FID: minimised; the toy's modes_covered is not.
     assert sweeper.direction == "minimize"
     toy = compose_train(["hparams_search=diffusion_optuna", "experiment=gaussians25"],
@@ -254,7 +254,7 @@ def test_wandb_group_only_in_a_multirun(tmp_path: Path) -> None:
 def test_finish_wandb_ends_the_run(tmp_path: Path) -> None:
     import wandb
 
-    from dgan.loggers import finish_wandb, wandb_logger
+    from dgan.tracking.loggers import finish_wandb, wandb_logger
 
     logger = wandb_logger(save_dir=tmp_path, mode="offline", name="finish")
     assert logger.experiment is not None and wandb.run is not None

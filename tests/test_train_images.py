@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dgan.builder import ConfigError, build_run
+from dgan.config.builder import ConfigError, build_run
 
 from .conftest import CONF
 
@@ -73,7 +73,8 @@ def test_cifar10_stylegan2_trains_on_a_tiny_zip_at_reduced_batch(compose_cfg, tm
     # The full-width cifar preset at batch 4: one step (~1.5 TFLOP less than batch 32) per
     # phase; width stays the preset's, so this is the network users train on GPUs.
     cfg = compose_cfg("experiment=cifar10_stylegan2", f"dataset.path={data}", "kimg=0.004",
-                      "model.batch_size=4", "model.discriminator.mbstd_group_size=4", *QUIET)
+                      "model.batch_size=4", "model.batch_gpu=null",
+                      "model.discriminator.mbstd_group_size=4", *QUIET)
     assert cfg.model.generator.channel_base == 32768
     assert cfg.model.discriminator.architecture == "orig"
     run = _fit(cfg)

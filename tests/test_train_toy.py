@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dgan.builder import ConfigError, build_run
-from dgan.run_files import read_metrics
+from dgan.config.builder import ConfigError, build_run
+from dgan.files.run_files import read_metrics
 
 from .conftest import CONF, REPO
 
@@ -54,9 +54,11 @@ def test_few_step_training_writes_run_files(compose_cfg) -> None:
 
 def test_plain_gan_baseline_is_the_same_module(compose_cfg) -> None:
     cfg = compose_cfg("experiment=gaussians25", "diffusion=none", *FAST)
-    assert cfg.diffusion is None
-    assert cfg.model.discriminator.t_conditioning == "none"
+    assert cfg.diffusion is None and cfg.adaptive is None
     run = build_run(cfg)
+    # The builder gives D no t input: diffusion=none changes nothing outside its group.
+    assert run.module.D.head.mode == "none"
+    assert run.module.adaptive is None and run.module.configure_callbacks() == []
     run.trainer.fit(run.module, datamodule=run.datamodule)
     assert run.module.diffusion is None and run.module.cur_nimg >= 2000
 
@@ -101,11 +103,11 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_cli_d_target_out_of_range_is_one_line(tmp_path) -> None:
-    res = _cli("experiment=gaussians25", "diffusion.d_target=1.5", cwd=tmp_path)
+    res = _cli("experiment=gaussians25", "adaptive.d_target=1.5", cwd=tmp_path)
     assert res.returncode != 0
     lines = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert lines == [
-        "error: diffusion.d_target=1.5 is not valid; expected a number in [0, 1]"
+        "error: adaptive.d_target=1.5 is not valid; expected a number in [0, 1]"
     ], res.stderr[-2000:]
     assert not list(tmp_path.glob("outputs/**/checkpoints"))
 

@@ -48,8 +48,9 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
-from dgan.builder import build
-from dgan.train import CONFIG_DIR
+from dgan.config.builder import build
+from dgan.config.paths import CONFIG_DIR
+from dgan.diffusion.adaptive import adjust_p
 
 # Bench names of the presets and the experiment overlay each one composes.
 PRESETS = {"cifar": "cifar10_stylegan2", "digits": "digits_stylegan2"}
@@ -168,17 +169,18 @@ def peak_memory_mib(device: torch.device) -> float:
 
 
 def step_kinds(module: Any) -> dict[tuple[str, ...], tuple[int, float]]:
-    """The sets of lazy phases a step can run, each with a step counter that runs exactly that
-    set and its share of the steps (over one period of the lazy intervals)."""
-    lazy = []
-    if getattr(module, "r1_gamma", 0) > 0:
-        lazy.append(("R1", module.r1_interval))
-    if getattr(module, "pl_weight", 0) > 0:
-        lazy.append(("PL", module.pl_interval))
-    period = math.lcm(*(interval for _, interval in lazy)) if lazy else 1
+    """The sets of reg phases a step can run, each with a step counter that runs exactly that
+    set and its share of the steps (over one period of the reg intervals).
+
+    Read from the module's own phase table; a reg phase whose loss computes nothing (the G
+    reg phase without path length) is left out, as it costs nothing.
+    """
+    lazy = [phase for phase in module.phases if phase.name.endswith("reg")
+            and module.loss.regularises(phase.network)]
+    period = math.lcm(*(phase.interval for phase in lazy)) if lazy else 1
     kinds: dict[tuple[str, ...], list[int]] = {}
     for k in range(period):
-        kind = ("main",) + tuple(name for name, interval in lazy if k % interval == 0)
+        kind = ("main",) + tuple(phase.name for phase in lazy if phase.due(k))
         kinds.setdefault(kind, []).append(k)
     return {kind: (ks[0], len(ks) / period) for kind, ks in kinds.items()}
 
@@ -256,7 +258,8 @@ def measure_training(preset: str, opts: Options, device: torch.device, root: Pat
     if batch is None and device.type == "cpu":
         batch = CPU_BATCH.get(preset)
     if batch is not None:
-        base.append(f"model.batch_size={batch}")
+        # A smaller batch than the preset's runs in one pass: the whole batch per round.
+        base += [f"model.batch_size={batch}", "model.batch_gpu=null"]
     variants = {"diffusion": [], "none": ["diffusion=none"]}
     cfgs = {name: compose_config(preset, base + extra, root) for name, extra in variants.items()}
     results: dict[str, dict[str, Any]] = {}
@@ -355,12 +358,20 @@ def measure_diffusion(module: Any, step_s: float, opts: Options, device: torch.d
         y.sum().backward()
 
     per_call = time_call(call, device, opts.warmup, opts.repeats, inner=10)
-    adapt = time_call(lambda: diffusion.adapt(torch.ones((), device=device), num_images=0),
+    adaptive = module.adaptive
+    interval = adaptive.interval if adaptive is not None else 1
+    target = adaptive.d_target if adaptive is not None else 0.0
+    adapt = time_call(lambda: adjust_p(diffusion, torch.ones((), device=device), target, 0, 1.0),
                       device, opts.warmup, opts.repeats, inner=10)
-    # G main diffuses the fakes, D main the fakes and the reals; R1 the reals every interval.
-    r1_share = 1 / module.r1_interval if module.r1_gamma > 0 else 0.0
-    calls = 3 + r1_share
-    per_step = calls * per_call + adapt / diffusion.update_interval
+    # Per step, from the phase table: G main diffuses the fakes, D main the fakes and the
+    # reals, D reg the reals every d_reg_interval steps.
+    calls = 0.0
+    for phase in module.phases:
+        share = 1 / phase.interval
+        calls += {"Gmain": 1, "Gboth": 1, "Dmain": 2, "Dboth": 2}.get(phase.name, 0) * share
+        if phase.name == "Dreg" and module.loss.regularises("D"):
+            calls += share
+    per_step = calls * per_call + adapt / interval
     return {"per_call_s": per_call, "calls_per_step": calls, "adapt_s": adapt,
             "per_step_s": per_step, "share_of_step": per_step / step_s}
 

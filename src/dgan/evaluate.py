@@ -33,13 +33,13 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from dgan.checkpoints import load_generator, resolve_device
-from dgan.cli_args import parse_key_values, run_command, usage
-from dgan.instantiation import ConfigError, build
+from dgan.config.cli_args import parse_key_values, run_command, usage
+from dgan.config.instantiation import ConfigError, build
+from dgan.files.atomic import atomic_write_bytes
+from dgan.files.checkpoints import load_generator, resolve_device
 from dgan.metrics.feature_extractors import WeightsUnavailableError, check_weights_available
 from dgan.metrics.image_set import ImageSetGenerator
 from dgan.metrics.registry import MetricOptions, available_metrics, compute_metric, lookup_metric
-from dgan.run_files import atomic_write_bytes
 
 IMAGE_SET_TARGET = "dgan.data.images.ImageDataset"
 RESULT_PREFIX = "metrics-"
@@ -132,7 +132,7 @@ def dataset_preset(name: str) -> dict[str, Any]:
     Args:
         name: entry of the dataset group (digits, images, gaussians25 ...).
     """
-    from dgan.train import CONFIG_DIR  # imported here: only this branch needs the config dir
+    from dgan.config.paths import CONFIG_DIR  # imported here: only this branch needs the config dir
 
     group = Path(CONFIG_DIR) / "dataset"
     path = group / f"{name}.yaml"

@@ -7,7 +7,7 @@ generated with it, and per-layer noise is the network's constant noise unless
 ``noise_mode=random``. A generator of 2-D points (toy data) writes ``scatter.png`` (its points
 over the training data) and ``points.csv`` instead.
 
-Arguments are ``key=value`` (see :mod:`dgan.cli_args`); ``python -m dgan.generate --help``
+Arguments are ``key=value`` (see :mod:`dgan.config.cli_args`); ``python -m dgan.generate --help``
 lists them.
 """
 
@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from dgan.checkpoints import LoadedGenerator, load_generator, resolve_device
-from dgan.cli_args import parse_key_values, run_command, usage
-from dgan.instantiation import ConfigError, build
-from dgan.run_files import atomic_write_bytes
-from dgan.visualize import save_image_grid, save_png, save_scatter, to_uint8
+from dgan.config.cli_args import parse_key_values, run_command, usage
+from dgan.config.instantiation import ConfigError, build
+from dgan.files.atomic import atomic_write_bytes
+from dgan.files.checkpoints import LoadedGenerator, load_generator, resolve_device
+from dgan.files.pictures import save_image_grid, save_png, save_scatter, to_uint8
 
 NOISE_MODES = ("const", "random", "none")
 MAX_SEED = 2**32 - 1  # np.random.RandomState takes 32-bit seeds

@@ -31,8 +31,8 @@ from typing import Any
 
 import yaml
 
-from dgan.metric_direction import higher_is_better
-from dgan.run_files import read_metrics
+from dgan.files.run_files import read_metrics
+from dgan.metrics.direction import higher_is_better
 
 CSV_NAME = "sweep_report.csv"
 PNG_NAME = "sweep_report.png"

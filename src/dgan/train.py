@@ -6,23 +6,16 @@ names and fits them. Returns the headline metric, for sweepers that optimise it.
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from dgan.builder import ConfigError, build_run
 from dgan.callbacks.preemption import Preempted
-from dgan.cluster import check_launch
-from dgan.loggers import finish_wandb
-
-# conf/ sits at the repository root (the layout of lightning-hydra-template); DGAN_CONFIG_DIR
-# points elsewhere, e.g. at a copy of it for an installed package.
-CONFIG_DIR = os.environ.get(
-    "DGAN_CONFIG_DIR", str(Path(__file__).resolve().parents[2] / "conf")
-)
+from dgan.config.builder import ConfigError, build_run
+from dgan.config.launch import check_launch
+from dgan.config.paths import CONFIG_DIR
+from dgan.tracking.loggers import finish_wandb
 
 
 def train(cfg: DictConfig) -> float | None:

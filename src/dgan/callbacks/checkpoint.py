@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 
-from dgan.tracking import log_checkpoint
+from dgan.callbacks.cadence import EveryKimg
+from dgan.files.atomic import atomic_path
+from dgan.tracking.records import log_checkpoint
 
 LAST = "last.ckpt"
 
 
 def save_checkpoint_atomic(trainer: L.Trainer, path: str | Path) -> None:
     """Save the trainer's state to ``path`` atomically. Call it on every rank."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     if trainer.is_global_zero:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    trainer.save_checkpoint(tmp)  # collective: every rank takes part, rank 0 writes
-    if trainer.is_global_zero:
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            trainer.save_checkpoint(tmp)  # collective: every rank takes part, rank 0 writes
+    else:
+        trainer.save_checkpoint(path)  # writes nothing off rank 0, joins the collectives
     trainer.strategy.barrier("dgan_checkpoint")
 
 
@@ -37,9 +36,8 @@ class KimgCheckpoint(L.Callback):
     def __init__(self, dirpath: str | Path, every_kimg: float = 50.0,
                  keep_snapshots: bool = False) -> None:
         self.dirpath = Path(dirpath)
-        self.every_kimg = float(every_kimg)
         self.keep_snapshots = keep_snapshots
-        self.next_kimg = self.every_kimg
+        self.cadence = EveryKimg(every_kimg)
         self._due = False  # a periodic save is due at the start of the next step
 
     def save(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path:
@@ -55,9 +53,7 @@ class KimgCheckpoint(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.every_kimg > 0 and pl_module.kimg >= self.next_kimg and not trainer.should_stop:
-            while self.next_kimg <= pl_module.kimg:
-                self.next_kimg += self.every_kimg
+        if self.cadence.due(pl_module.kimg, trainer.should_stop):
             self._due = True
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule,
@@ -73,7 +69,7 @@ class KimgCheckpoint(L.Callback):
         self.save(trainer, pl_module)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"next_kimg": self.next_kimg}
+        return {**self.cadence.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.next_kimg = float(state_dict["next_kimg"])
+        self.cadence.load_state_dict(state_dict)

@@ -20,8 +20,9 @@ from typing import Any
 import lightning as L
 import torch
 
-from dgan.run_files import atomic_write_bytes
-from dgan.tracking import log_image_file, log_rows
+from dgan.callbacks.cadence import EveryKimg
+from dgan.files.atomic import atomic_write_bytes
+from dgan.tracking.records import log_image_file, log_rows
 
 DIAGNOSTICS_DIR = "diagnostics"
 TABLE_FILE = "d_by_t.csv"
@@ -66,15 +67,12 @@ class DiffusionDiagnostics(L.Callback):
         for key, value in (("num_samples", num_samples), ("num_buckets", num_buckets)):
             if value < 1:
                 raise ValueError(f"{key}={value} must be an integer >= 1")
-        if every_kimg < 0:
-            raise ValueError(f"every_kimg={every_kimg} must be >= 0 (0: only at the end)")
         self.out_dir = Path(run_dir) / DIAGNOSTICS_DIR
-        self.every_kimg = float(every_kimg)
         self.num_samples = int(num_samples)
         self.num_buckets = int(num_buckets)
         self.history_every_n_steps = history_every_n_steps
         self.seed = int(seed)
-        self.next_kimg = self.every_kimg
+        self.cadence = EveryKimg(every_kimg)
         self.history: list[list[float]] = []  # rows of (kimg, p, T), read back
         self._pending_kimg: list[float] = []
         self._pending: list[torch.Tensor] = []  # stacked (p, T) on the device, not read yet
@@ -92,9 +90,7 @@ class DiffusionDiagnostics(L.Callback):
             self._pending_kimg.append(pl_module.kimg)
             self._pending.append(torch.stack([diffusion.p.detach().float(),
                                               diffusion.T.detach().float()]))
-        if self.every_kimg > 0 and pl_module.kimg >= self.next_kimg and not trainer.should_stop:
-            while self.next_kimg <= pl_module.kimg:
-                self.next_kimg += self.every_kimg
+        if self.cadence.due(pl_module.kimg, trainer.should_stop):
             self.evaluate(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -193,10 +189,10 @@ class DiffusionDiagnostics(L.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         self._flush_history()
-        return {"next_kimg": self.next_kimg, "history": self.history}
+        return {**self.cadence.state_dict(), "history": self.history}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.next_kimg = float(state_dict["next_kimg"])
+        self.cadence.load_state_dict(state_dict)
         self.history = [list(row) for row in state_dict["history"]]
 
 

@@ -10,11 +10,13 @@ from typing import Any
 import lightning as L
 import torch
 
-from dgan.metric_direction import higher_is_better
+from dgan.callbacks.cadence import EveryKimg
+from dgan.files.atomic import atomic_write_bytes
+from dgan.files.run_files import append_metrics
+from dgan.metrics.direction import higher_is_better
 from dgan.metrics.feature_extractors import check_weights_available
 from dgan.metrics.registry import MetricOptions, compute_metric, lookup_metric
-from dgan.run_files import append_metrics, atomic_write_bytes
-from dgan.tracking import log_scalars
+from dgan.tracking.records import log_scalars
 
 SUMMARY_FILE = "metrics_summary.json"
 BEST_CHECKPOINT = "best.ckpt"
@@ -49,7 +51,6 @@ class MetricsCallback(L.Callback):
         # first evaluation hours into the run.
         check_weights_available(metrics, weights_dir)
         self.metrics = list(metrics)
-        self.every_kimg = float(every_kimg)
         self.run_dir = Path(run_dir)
         self.batch_size = batch_size
         self.cache_dir = Path(cache_dir) if cache_dir else None
@@ -57,7 +58,7 @@ class MetricsCallback(L.Callback):
         self.seed = seed
         self.higher_is_better = higher_is_better
         self.save_best = save_best
-        self.next_kimg = self.every_kimg
+        self.cadence = EveryKimg(every_kimg)
         self.best: dict[str, float] | None = None
         self.final: dict[str, float] | None = None
         self.final_kimg: float | None = None
@@ -74,9 +75,7 @@ class MetricsCallback(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.every_kimg > 0 and pl_module.kimg >= self.next_kimg and not trainer.should_stop:
-            while self.next_kimg <= pl_module.kimg:
-                self.next_kimg += self.every_kimg
+        if self.cadence.due(pl_module.kimg, trainer.should_stop):
             self.evaluate(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -144,8 +143,8 @@ class MetricsCallback(L.Callback):
         return results
 
     def state_dict(self) -> dict[str, Any]:
-        return {"next_kimg": self.next_kimg, "best": self.best}
+        return {**self.cadence.state_dict(), "best": self.best}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.next_kimg = float(state_dict["next_kimg"])
+        self.cadence.load_state_dict(state_dict)
         self.best = state_dict["best"]

@@ -8,8 +8,9 @@ from typing import Any
 import lightning as L
 import torch
 
-from dgan.tracking import log_image_file
-from dgan.visualize import save_image_grid, save_scatter
+from dgan.callbacks.cadence import EveryKimg
+from dgan.files.pictures import save_image_grid, save_scatter
+from dgan.tracking.records import log_image_file
 
 
 class SamplesCallback(L.Callback):
@@ -29,11 +30,10 @@ class SamplesCallback(L.Callback):
     def __init__(self, run_dir: str | Path, every_kimg: float = 10.0, num_images: int = 64,
                  num_points: int = 2500, seed: int = 0) -> None:
         self.out_dir = Path(run_dir) / "samples"
-        self.every_kimg = float(every_kimg)
         self.num_images = num_images
         self.num_points = num_points
         self.seed = seed
-        self.next_kimg = self.every_kimg
+        self.cadence = EveryKimg(every_kimg)
         self.written: list[Path] = []
 
     def _latents(self, pl_module: L.LightningModule, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,9 +53,7 @@ class SamplesCallback(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.every_kimg > 0 and pl_module.kimg >= self.next_kimg and not trainer.should_stop:
-            while self.next_kimg <= pl_module.kimg:
-                self.next_kimg += self.every_kimg
+        if self.cadence.due(pl_module.kimg, trainer.should_stop):
             self.snapshot(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -87,10 +85,10 @@ class SamplesCallback(L.Callback):
         log_image_file(trainer, key, path, kimg, caption=f"kimg {kimg:.1f}")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"next_kimg": self.next_kimg}
+        return {**self.cadence.state_dict()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.next_kimg = float(state_dict["next_kimg"])
+        self.cadence.load_state_dict(state_dict)
 
 
 def _is_points(x: torch.Tensor) -> bool:

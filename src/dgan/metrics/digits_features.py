@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -21,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dgan.files.atomic import atomic_write_bytes
+from dgan.files.pictures import to_uint8
 from dgan.metrics.feature_extractors import FeatureExtractor, file_digest
 
 DIGITS_RESOLUTION = 32
@@ -49,11 +50,6 @@ def upscale_digits(
     size = (resolution, resolution)
     x = F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
     return x.clamp(-1, 1)
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] floats -> uint8, the generator-output protocol (StyleGAN2-ADA)."""
-    return (x * 127.5 + 128).clamp(0, 255).to(torch.uint8)
 
 
 def uint8_to_input(images: torch.Tensor) -> torch.Tensor:
@@ -193,18 +189,8 @@ def load_digits_classifier(
     model = train_digits_classifier(seed)
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Concurrent ranks may train at the same time; each replaces the file whole.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, buffer.getvalue())
     return model, path
 
 

@@ -19,13 +19,15 @@ import hashlib
 import os
 import re
 import shutil
-import tempfile
 import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 from torch import nn
+
+from dgan.files.atomic import atomic_path, atomic_write
 
 INCEPTION = "inception-v3-compat"
 VGG16 = "vgg16"
@@ -97,6 +99,7 @@ _METRIC_EXTRACTORS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 DEFAULT_DOWNLOAD_TIMEOUT = 20.0
+DOWNLOAD_CHUNK = 1 << 20  # bytes read per call while downloading
 
 
 class WeightsUnavailableError(FileNotFoundError):
@@ -241,26 +244,20 @@ def download_file(
         check_hash: compare the sha256 prefix in the file name (hub convention) if present.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            while chunk := resp.read(1 << 20):
+    digest = hashlib.sha256()
+
+    def fetch(out: BinaryIO) -> None:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            while chunk := resp.read(DOWNLOAD_CHUNK):
                 digest.update(chunk)
                 out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
         expected = _hash_prefix(dest.name) if check_hash else None
         if expected and not digest.hexdigest().startswith(expected):
             raise OSError(
                 f"sha256 of {url} is {digest.hexdigest()[:12]}..., expected {expected}..."
             )
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dest
+
+    return atomic_write(dest, fetch, suffix=".part")
 
 
 def file_digest(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -372,13 +369,6 @@ def copy_weights(src: str | os.PathLike[str], weights_dir: str | os.PathLike[str
     """Copy an existing weights file into ``weights_dir`` under its own name (atomic)."""
     src = Path(src)
     dest = Path(weights_dir) / src.name
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
-    try:
+    with atomic_path(dest, suffix=".part") as tmp:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return dest

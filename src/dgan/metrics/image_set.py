@@ -1,6 +1,6 @@
 """A fixed set of images standing in for the generator (``evaluate images=DIR``).
 
-The metrics take their fakes from ``image_metrics.generate_uint8``; when ``opts.G`` has a
+The metrics take their fakes from ``feature_stats.generate_uint8``; when ``opts.G`` has a
 ``uint8_images`` method, fake ``i`` is image ``i`` of the set instead of ``G(z_i, c_i)``. So the
 metric code (extractors, cached real statistics, formulas) is the same for a checkpoint and for
 a folder of images another program wrote.

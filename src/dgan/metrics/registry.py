@@ -76,13 +76,11 @@ def parse_count(text: str) -> int:
 def _ensure_builtin_metrics_loaded() -> None:
     # Importing the metric modules registers them; deferred so that importing the registry
     # stays cheap and free of heavy optional dependencies.
+    import dgan.metrics.fid  # noqa: F401
+    import dgan.metrics.inception_score  # noqa: F401
+    import dgan.metrics.kid  # noqa: F401
     import dgan.metrics.mode_coverage  # noqa: F401
-
-    try:
-        import dgan.metrics.image_metrics  # noqa: F401
-    except ModuleNotFoundError as err:  # image metrics are optional until installed
-        if err.name != "dgan.metrics.image_metrics":
-            raise
+    import dgan.metrics.precision_recall  # noqa: F401
 
 
 def lookup_metric(name: str) -> tuple[MetricFn, int | None]:

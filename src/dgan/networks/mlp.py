@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dgan.conditioning import TimestepConditioning
+from dgan.networks.conditioning import TimestepConditioning
 
 
 def _mlp(widths: list[int], activation: type[nn.Module]) -> nn.Sequential:

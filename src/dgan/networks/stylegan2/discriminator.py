@@ -2,7 +2,7 @@
 
 The convolutional trunk is StyleGAN2-ADA's discriminator and never sees t. The timestep (and
 the class label) enter only through the projection head, a
-:class:`~dgan.conditioning.TimestepConditioning`: its mapping network turns (c, t) into a
+:class:`~dgan.networks.conditioning.TimestepConditioning`: its mapping network turns (c, t) into a
 vector ``cmap`` and the logit is ``sum(features * cmap) / sqrt(cmap_dim)``.
 """
 
@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from dgan.conditioning import OutputLayer, TimestepConditioning
+from dgan.networks.conditioning import OutputLayer, TimestepConditioning
 from dgan.networks.layers import EqualLinear
 from dgan.networks.stylegan2.generator import (
     REDUCED_DTYPE,

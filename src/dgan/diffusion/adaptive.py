@@ -1,7 +1,8 @@
 """Where T changes: the adaptive update of the diffusion's p (and so of the chain length T).
 
-Every ``update_interval`` steps, r_d = E[sign(D logit)] of the diffused reals seen since the last
-update, reduced over all ranks, moves p by sign(r_d - d_target) * images / (ada_kimg * 1000).
+Every ``interval`` steps, r_d = E[sign(D logit)] of the diffused reals seen since the last
+update (by every phase that scored reals), reduced over all ranks, moves p by
+sign(r_d - d_target) * images / (ada_kimg * 1000).
 An overfitting D (r_d above target) lengthens the chain; a weak D shortens it. Every rank does
 the same arithmetic on the same reduced numbers, so p and T agree everywhere.
 
@@ -20,23 +21,58 @@ from typing import Any
 import lightning as L
 import torch
 
-from dgan.rank_state import gather_to_rank0, rank_and_world
-from dgan.tracking import DeferredRecords, write_scalars
+from dgan.diffusion.process import Diffusion
+from dgan.tracking.records import DeferredRecords, write_scalars
+from dgan.training.rank_state import gather_to_rank0, rank_and_world
 
 SYNC_CHECK_ENV = "DGAN_CHECK_SYNC_DIR"
 
 
 RECORD_KEYS = ("diffusion/p", "diffusion/T", "diffusion/r_d")
+IMAGES_PER_KIMG = 1000
+
+
+@torch.no_grad()
+def adjust_p(diffusion: Diffusion, r_d: torch.Tensor | float, d_target: float, num_images: int,
+             ada_kimg: float) -> None:
+    """One adaptive step: p += sign(r_d - d_target) * num_images / (ada_kimg * 1000).
+
+    Args:
+        diffusion: the diffusion whose p (and so T) moves.
+        r_d: E[sign(D logit)] of diffused reals since the last update (tensor, any device).
+        d_target: the target of r_d; above it the chain grows.
+        num_images: real images shown since the last update, over all ranks.
+        ada_kimg: thousands of images over which p may move from 0 to 1.
+    """
+    r_d = torch.as_tensor(r_d, dtype=torch.float32, device=diffusion.p.device)
+    step = num_images / (ada_kimg * IMAGES_PER_KIMG)
+    diffusion.set_p(diffusion.p + torch.sign(r_d - d_target) * step)
 
 
 class AdaptiveDiffusion(DeferredRecords, L.Callback):
-    """Updates ``pl_module.diffusion`` from the real logits of each D step.
+    """Updates ``pl_module.diffusion`` from the real logits the loss reports.
 
-    ``DiffusionGAN.configure_callbacks`` adds it whenever the module has a diffusion; the
-    settings (d_target, ada_kimg, update_interval, adaptive) are the diffusion's own.
+    Built from the run's ``adaptive`` config node and owned by the module, whose
+    ``configure_callbacks`` returns it.
+
+    Args:
+        d_target: target of r_d = E[sign(D(y_real))]; above it the chain grows.
+        ada_kimg: thousands of images over which p may move from 0 to 1.
+        interval: training steps between two updates.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, d_target: float = 0.6, ada_kimg: float = 100.0, interval: int = 4
+                 ) -> None:
+        for ok, key, value, valid in (
+            (0 <= d_target <= 1, "d_target", d_target, "a number in [0, 1]"),
+            (ada_kimg > 0, "ada_kimg", ada_kimg, "a number > 0"),
+            (interval >= 1, "interval", interval, "an integer >= 1"),
+        ):
+            if not ok:
+                raise ValueError(f"{key}={value!r} is not valid; expected {valid}")
+        self.d_target = float(d_target)
+        self.ada_kimg = float(ada_kimg)
+        self.interval = int(interval)
         self._signs: torch.Tensor | None = None
         self._count: torch.Tensor | None = None
         self._steps = 0
@@ -50,14 +86,14 @@ class AdaptiveDiffusion(DeferredRecords, L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
         diffusion = pl_module.diffusion
-        if diffusion is None or not diffusion.adaptive or not outputs:
+        if diffusion is None or not outputs:
             return
         signs = outputs["real_signs"].detach().float()
         count = outputs["real_count"].to(signs.device).float()
         self._signs = signs if self._signs is None else self._signs.to(signs) + signs
         self._count = count if self._count is None else self._count.to(count) + count
         self._steps += 1
-        if self._steps >= diffusion.update_interval:
+        if self._steps >= self.interval:
             self._update(trainer, pl_module)
         if trainer.should_stop or pl_module.cur_step % max(trainer.log_every_n_steps, 1) == 0:
             self.flush_records(trainer)
@@ -70,7 +106,8 @@ class AdaptiveDiffusion(DeferredRecords, L.Callback):
         totals = torch.stack([self._signs, self._count])
         totals = trainer.strategy.reduce(totals, reduce_op="sum")
         r_d = totals[0] / totals[1].clamp(min=1)
-        diffusion.adapt(r_d, num_images=pl_module.batch_size * self._steps)
+        adjust_p(diffusion, r_d, self.d_target, pl_module.batch_size * self._steps,
+                 self.ada_kimg)
         self.last_r_d = r_d
         self._signs = self._count = None
         self._steps = 0

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from dgan.instantiation import ConfigError
+from dgan.config.instantiation import ConfigError
 
 T = TypeVar("T")
 

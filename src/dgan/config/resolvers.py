@@ -41,13 +41,13 @@ def slurm_gpus_per_node(accelerator: str, devices: object) -> object:
 
 
 def metric_direction(metrics: object, higher_is_better: bool | None = None) -> str:
-    """Optuna direction (maximize | minimize) of the headline metric, see dgan.metric_direction.
+    """Optuna direction (maximize | minimize) of the headline metric, see dgan.metrics.direction.
 
     Args:
         metrics: ``metrics.metrics`` (the first name is the headline).
         higher_is_better: ``metrics.higher_is_better`` (None: guessed from the name).
     """
-    from dgan.metric_direction import optimisation_direction
+    from dgan.metrics.direction import optimisation_direction
 
     return optimisation_direction(list(metrics or []), higher_is_better)
 
@@ -70,6 +70,6 @@ def register() -> None:
     for name, fn in (("dgan.auto_preset", auto_preset), ("dgan.sweep_group", sweep_group),
                      ("dgan.experiment_name", experiment_name),
                      ("dgan.slurm_gpus_per_node", slurm_gpus_per_node),
-                     ("dgan.metric_direction", metric_direction)):
+                     ("dgan.metrics.direction", metric_direction)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dgan.instantiation import ConfigError, build
+from dgan.config.instantiation import ConfigError, build
 
 G_EMA_PREFIX = "G_ema."
 

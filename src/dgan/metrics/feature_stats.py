@@ -1,4 +1,8 @@
-"""Image metrics on torch-fidelity's extractors, StyleGAN2-ADA protocol, DDP-aware.
+"""What every image metric shares: fakes and reals as uint8, features on torch-fidelity's
+extractors, DDP sharding and gathering, and the on-disk cache of real statistics.
+
+The metrics themselves live one family per file (``fid``, ``kid``, ``inception_score``,
+``precision_recall``), on top of this module.
 
 Registered names (``N`` is the number of generated images, e.g. ``50k``):
 
@@ -23,9 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,30 +36,22 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from dgan.files.atomic import atomic_write
+from dgan.files.pictures import to_uint8
 from dgan.metrics.digits_features import build_digits_extractor, default_cache_dir
 from dgan.metrics.feature_extractors import (
-    INCEPTION,
-    VGG16,
     FeatureExtractor,
     build_feature_extractor,
 )
-from dgan.metrics.registry import MetricOptions, register_metric
+from dgan.metrics.registry import MetricOptions
 
 DEFAULT_NUM_SAMPLES = 50_000
-KID_MAX_REAL = 1_000_000
-KID_SUBSETS = 100
-KID_SUBSET_SIZE = 1000
-IS_SPLITS = 10
-PR_NEIGHBORHOOD = 3
-PR_BATCH_SIZE = 10_000
 # Seed of the fixed random subset of reals used when a metric takes fewer than all of them.
 REAL_SUBSET_SEED = 0
 # Bump when the cached payload or its meaning changes.
 CACHE_FORMAT = 1
 
 FID_LAYER = "2048"
-IS_LAYER = "logits_unbiased"
-PR_LAYER = "fc2_relu"
 DIGITS_LAYER = "features"
 
 Statistics = dict[str, np.ndarray]
@@ -119,11 +113,6 @@ def sample_latents(
     return torch.from_numpy(z), torch.from_numpy(c)
 
 
-def images_to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Generator output in [-1, 1] -> uint8, as StyleGAN2-ADA stores and evaluates images."""
-    return (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-
-
 def generate_uint8(opts: MetricOptions, indices: Sequence[int]) -> Iterator[torch.Tensor]:
     """uint8 fakes of global sample ``indices`` in batches of ``opts.batch_size``.
 
@@ -148,7 +137,7 @@ def generate_uint8(opts: MetricOptions, indices: Sequence[int]) -> Iterator[torc
             z, c = sample_latents(batch, net.z_dim, net.c_dim, opts.seed, opts.dataset)
             with torch.no_grad():
                 images = G(z.to(opts.device), c.to(opts.device), **kwargs)
-            yield images_to_uint8(images)
+            yield to_uint8(images)
     finally:
         G.train(was_training)
 
@@ -202,7 +191,7 @@ def real_indices(num_real: int, count: int, seed: int = REAL_SUBSET_SEED) -> lis
 # --------------------------------------------------------------------------------------------
 
 
-def _distributed(opts: MetricOptions) -> bool:
+def distributed(opts: MetricOptions) -> bool:
     if opts.world_size <= 1:
         return False
     if not (dist.is_available() and dist.is_initialized()):
@@ -220,7 +209,7 @@ def _comm_device(opts: MetricOptions) -> torch.device:
 
 def _gather_rows(local: torch.Tensor, total: int, opts: MetricOptions) -> torch.Tensor:
     """Concatenate every rank's share of rows, in global index order, on every rank (CPU)."""
-    if not _distributed(opts):
+    if not distributed(opts):
         return local.cpu()
     sizes = [len(shard(total, r, opts.world_size)) for r in range(opts.world_size)]
     device = _comm_device(opts)
@@ -234,7 +223,7 @@ def _gather_rows(local: torch.Tensor, total: int, opts: MetricOptions) -> torch.
 
 def _all_ranks_agree(flag: bool, opts: MetricOptions) -> bool:
     """True only if ``flag`` is true on every rank (so all ranks take the same branch)."""
-    if not _distributed(opts):
+    if not distributed(opts):
         return flag
     value = torch.tensor([int(flag)], device=_comm_device(opts))
     dist.all_reduce(value, op=dist.ReduceOp.MIN)
@@ -266,7 +255,7 @@ class FeatureMoments:
 
     def all_reduce(self, opts: MetricOptions) -> None:
         """Sum the moments of all ranks (a collective)."""
-        if not _distributed(opts):
+        if not distributed(opts):
             return
         device = _comm_device(opts)
         for name in ("sum", "outer"):
@@ -406,21 +395,6 @@ def real_cache_path(
     return cache_root(opts) / "real_stats" / f"{name}-{extractor.name}-{kind}{count}-{digest}.pt"
 
 
-def _atomic_torch_save(payload: dict[str, Any], path: Path) -> None:
-    # torch.save straight into a temp file: no second in-memory copy of large features.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def dataset_features_cached(
     opts: MetricOptions,
     extractor: FeatureExtractor,
@@ -459,206 +433,32 @@ def dataset_features_cached(
             payload = {k: torch.from_numpy(v) for k, v in result.items()}
         else:
             payload = {"features": result}
-        _atomic_torch_save(payload, path)
+        # torch.save straight into the file: no second in-memory copy of large features.
+        atomic_write(path, lambda f: torch.save(payload, f))
     return result
 
 
 # --------------------------------------------------------------------------------------------
-# Metric formulas (torch-fidelity)
+# Options shared by the metric files
 # --------------------------------------------------------------------------------------------
 
 
-def frechet_distance(fake: Statistics, real: Statistics) -> float:
-    """FID between two ``{"mu", "sigma"}`` statistics (torch-fidelity's formula).
-
-    Args:
-        fake: statistics of the generated images.
-        real: statistics of the real images.
-    """
-    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
-
-    return float(fid_statistics_to_metric(fake, real, False)[KEY_METRIC_FID])
-
-
-def kernel_distance(fake: torch.Tensor, real: torch.Tensor, seed: int = 0) -> float:
-    """KID (mean over subsets) between fake and real features (torch-fidelity's formula).
-
-    Args:
-        fake: generated features [N, D].
-        real: real features [M, D].
-        seed: seed of the subset draws.
-    """
-    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metric
-
-    subset = min(KID_SUBSET_SIZE, len(fake), len(real))
-    out = kid_features_to_metric(
-        fake.float(),
-        real.float(),
-        kid_subsets=KID_SUBSETS,
-        kid_subset_size=subset,
-        rng_seed=seed,
-        verbose=False,
-    )
-    return float(out[KEY_METRIC_KID_MEAN])
-
-
-def inception_score(logits: torch.Tensor, splits: int = IS_SPLITS) -> tuple[float, float]:
-    """Inception Score mean and std over ``splits`` from unbiased logits.
-
-    Args:
-        logits: Inception logits [N, 1008] (without output bias).
-        splits: number of disjoint splits (capped at N).
-    """
-    from torch_fidelity.metric_isc import (
-        KEY_METRIC_ISC_MEAN,
-        KEY_METRIC_ISC_STD,
-        isc_features_to_metric,
-    )
-
-    # No shuffle: fakes are i.i.d. already, and the value must not depend on a second RNG.
-    out = isc_features_to_metric(logits.float(), min(splits, len(logits)), False)
-    return float(out[KEY_METRIC_ISC_MEAN]), float(out[KEY_METRIC_ISC_STD])
-
-
-_PRC_FAKE_FIRST: bool | None = None
-
-
-def _prc_fake_first() -> bool:
-    """Whether torch-fidelity's precision/recall takes the generated set first.
-
-    Its argument convention changed between releases (older ones took reals first and were
-    called with the inputs swapped). A 1-D probe settles it: fakes collapsed onto one real
-    must give precision 1 and recall 1/10.
-    """
-    global _PRC_FAKE_FIRST
-    if _PRC_FAKE_FIRST is None:
-        from torch_fidelity.metric_prc import calculate_precision_recall_part
-
-        reals = torch.arange(10, dtype=torch.float32)[:, None]
-        fakes = torch.zeros(10, 1)
-        first, second = calculate_precision_recall_part(fakes, reals, 3, 100)
-        if first > second:
-            _PRC_FAKE_FIRST = True
-        else:
-            first, second = calculate_precision_recall_part(reals, fakes, 3, 100)
-            if not first > second:
-                raise RuntimeError("cannot tell torch-fidelity's precision/recall convention")
-            _PRC_FAKE_FIRST = False
-    return _PRC_FAKE_FIRST
-
-
-def precision_recall(
-    fake: torch.Tensor,
-    real: torch.Tensor,
-    neighborhood: int = PR_NEIGHBORHOOD,
-    batch_size: int = PR_BATCH_SIZE,
-    device: torch.device | str = "cpu",
-) -> tuple[float, float]:
-    """Kynkaanniemi et al. precision (fakes on the real manifold) and recall (the reverse).
-
-    Args:
-        fake: generated features [N, D].
-        real: real features [M, D].
-        neighborhood: k of the k-NN radius.
-        batch_size: rows per distance block (bounds memory).
-        device: where to compute distances.
-    """
-    from torch_fidelity.metric_prc import calculate_precision_recall_part
-
-    fake = fake.to(device, torch.float32)
-    real = real.to(device, torch.float32)
-    if _prc_fake_first():
-        precision, recall = calculate_precision_recall_part(fake, real, neighborhood, batch_size)
-    else:
-        precision, recall = calculate_precision_recall_part(real, fake, neighborhood, batch_size)
-    return float(precision), float(recall)
-
-
-# --------------------------------------------------------------------------------------------
-# Registered metrics
-# --------------------------------------------------------------------------------------------
-
-
-def _num(opts: MetricOptions) -> int:
+def num_fakes(opts: MetricOptions) -> int:
+    """Number of generated images of a metric (the name's count, else 50k)."""
     return opts.num_samples if opts.num_samples is not None else DEFAULT_NUM_SAMPLES
 
 
-def _pretrained(opts: MetricOptions, name: str) -> FeatureExtractor:
+def pretrained_extractor(opts: MetricOptions, name: str) -> FeatureExtractor:
+    """A torch-fidelity extractor, its weights found offline as ``opts`` says."""
     return build_feature_extractor(
         name, opts.device, opts.weights_dir, opts.extra.get("weights_paths")
     )
 
 
-def _digits(opts: MetricOptions) -> FeatureExtractor:
-    if _distributed(opts):
-        # Rank 0 trains and caches the classifier; the others wait, then load that file.
+def digits_extractor(opts: MetricOptions) -> FeatureExtractor:
+    """The digits classifier (trained once and cached; rank 0 trains, the others load)."""
+    if distributed(opts):
         if opts.rank == 0:
             build_digits_extractor("cpu", cache_root(opts))
         dist.barrier()
     return build_digits_extractor(opts.device, cache_root(opts))
-
-
-def _fid(opts: MetricOptions, extractor: FeatureExtractor, layer: str) -> float:
-    real = dataset_features_cached(opts, extractor, layer, moments=True)
-    fake = generator_features(opts, extractor, layer, _num(opts), moments=True)
-    assert isinstance(real, dict) and isinstance(fake, dict)
-    return frechet_distance(fake, real)
-
-
-def _pr(opts: MetricOptions, extractor: FeatureExtractor, layer: str) -> tuple[float, float]:
-    num = _num(opts)
-    # Features in float16 (as StyleGAN2-ADA): halves memory and cache, distances barely move.
-    real = dataset_features_cached(opts, extractor, layer, num, dtype=torch.float16)
-    fake = generator_features(opts, extractor, layer, num, dtype=torch.float16)
-    assert isinstance(real, torch.Tensor) and isinstance(fake, torch.Tensor)
-    batch = int(opts.extra.get("pr_batch_size", PR_BATCH_SIZE))
-    return precision_recall(fake, real, PR_NEIGHBORHOOD, batch, opts.device)
-
-
-@register_metric(r"fid(?P<num>\d+k)_full")
-def fid_full(opts: MetricOptions) -> dict[str, float]:
-    """FID of N generated images against the full training set (Inception-v3 pool3)."""
-    return {f"fid{count_tag(_num(opts))}_full": _fid(opts, _pretrained(opts, INCEPTION), FID_LAYER)}
-
-
-@register_metric(r"kid(?P<num>\d+k)_full")
-def kid_full(opts: MetricOptions) -> dict[str, float]:
-    """KID of N generated images against up to 1M training images (Inception-v3 pool3)."""
-    extractor = _pretrained(opts, INCEPTION)
-    real = dataset_features_cached(opts, extractor, FID_LAYER, KID_MAX_REAL)
-    fake = generator_features(opts, extractor, FID_LAYER, _num(opts))
-    assert isinstance(real, torch.Tensor) and isinstance(fake, torch.Tensor)
-    return {f"kid{count_tag(_num(opts))}_full": kernel_distance(fake, real, opts.seed)}
-
-
-@register_metric(r"is(?P<num>\d+k)")
-def is_metric(opts: MetricOptions) -> dict[str, float]:
-    """Inception Score of N generated images (10 splits, logits without output bias)."""
-    logits = generator_features(opts, _pretrained(opts, INCEPTION), IS_LAYER, _num(opts))
-    assert isinstance(logits, torch.Tensor)
-    mean, std = inception_score(logits, int(opts.extra.get("is_splits", IS_SPLITS)))
-    tag = count_tag(_num(opts))
-    return {f"is{tag}_mean": mean, f"is{tag}_std": std}
-
-
-@register_metric(r"pr(?P<num>\d+k)3_full")
-def pr_full(opts: MetricOptions) -> dict[str, float]:
-    """Precision/recall (k=3, VGG16) of N generated images against N training images."""
-    precision, recall = _pr(opts, _pretrained(opts, VGG16), PR_LAYER)
-    name = f"pr{count_tag(_num(opts))}3_full"
-    return {f"{name}_precision": precision, f"{name}_recall": recall}
-
-
-@register_metric(r"fid_digits(?P<num>\d+k?)_full")
-def fid_digits_full(opts: MetricOptions) -> dict[str, float]:
-    """FID on the digits classifier's features, N fakes against all training digits."""
-    value = _fid(opts, _digits(opts), DIGITS_LAYER)
-    return {f"fid_digits{count_tag(_num(opts))}_full": value}
-
-
-@register_metric(r"pr_digits(?P<num>\d+k?)3_full")
-def pr_digits_full(opts: MetricOptions) -> dict[str, float]:
-    """Precision/recall (k=3) on the digits classifier's features, N fakes vs N reals."""
-    precision, recall = _pr(opts, _digits(opts), DIGITS_LAYER)
-    name = f"pr_digits{count_tag(_num(opts))}3_full"
-    return {f"{name}_precision": precision, f"{name}_recall": recall}

@@ -2,7 +2,7 @@
 ``key=value`` overrides, exactly as ``python -m dgan.train KEY=VALUE ...`` would compose it.
 
     cfg = compose_config(["experiment=gaussians25", "kimg=50"], output_dir="runs/toy")
-    run = dgan.builder.build_run(cfg)
+    run = dgan.config.builder.build_run(cfg)
     run.trainer.fit(run.module, datamodule=run.datamodule)
 """
 
@@ -29,7 +29,7 @@ def compose_config(overrides: Sequence[str] = (), output_dir: str | Path = "outp
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
-    from dgan.train import CONFIG_DIR
+    from dgan.config.paths import CONFIG_DIR
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(Path(CONFIG_DIR).resolve()), version_base="1.3"):

@@ -50,7 +50,7 @@ def wandb_logger(project: str = "dgan", name: str | None = None, group: str | No
             ``wandb sync``).
         tags: run tags.
     """
-    from dgan.tracking import KimgWandbLogger
+    from dgan.tracking.records import KimgWandbLogger
 
     mode = resolve_wandb_mode(mode)
     os.environ["WANDB_MODE"] = mode

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from dgan.batch_layout import batch_layout
 from dgan.callbacks.checkpoint import LAST
 from dgan.callbacks.metrics import MetricsCallback
-from dgan.instantiation import ConfigError, build  # noqa: F401  (re-exported)
-from dgan.run_info import run_info
+from dgan.config.batch_layout import batch_layout
+from dgan.config.instantiation import ConfigError, build  # noqa: F401  (re-exported)
+from dgan.tracking.run_info import run_info
 
 
 @dataclasses.dataclass
@@ -88,7 +88,9 @@ def build_run(cfg: DictConfig) -> Run:
         )
     dataset = build(cfg.dataset, "dataset")
     diffusion = build(cfg.diffusion, "diffusion") if cfg.get("diffusion") else None
-    module = build(cfg.model, "model", diffusion=diffusion, total_kimg=float(cfg.kimg))
+    adaptive = build(cfg.adaptive, "adaptive") if diffusion and cfg.get("adaptive") else None
+    module = build(cfg.model, "model", diffusion=diffusion, adaptive=adaptive,
+                   total_kimg=float(cfg.kimg), **_discriminator_timesteps(cfg.model, diffusion))
     module.run_config = plain  # set after: instantiate would build the _target_s inside it
     _check_data_matches_model(dataset, module)
     datamodule = build(cfg.datamodule, "datamodule", dataset=dataset)
@@ -118,6 +120,20 @@ def build_run(cfg: DictConfig) -> Run:
     for logger in loggers:
         logger.log_hyperparams(info)
     return Run(cfg, run_dir, trainer, module, datamodule, metrics, ckpt_path)
+
+
+def _discriminator_timesteps(model: DictConfig, diffusion: Any) -> dict[str, Any]:
+    """D's t input follows the diffusion: its t range, or no t input without a diffusion.
+
+    Set here, when the run is built, so that ``diffusion=none`` changes the diffusion group
+    only and a t_max override reaches D without an interpolation in the model config.
+    """
+    node = model.get("discriminator")
+    if node is None or "t_conditioning" not in node:
+        return {}  # a D that takes no t (e.g. ProjectedGAN's)
+    if diffusion is None:
+        return {"discriminator": {"t_conditioning": "none"}}
+    return {"discriminator": {"t_max": int(diffusion.t_max)}}
 
 
 def _check_data_matches_model(dataset: Any, module: Any) -> None:

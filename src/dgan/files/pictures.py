@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from dgan.run_files import atomic_write_bytes
+from dgan.files.atomic import atomic_write_bytes
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

@@ -1,25 +1,8 @@
-"""The GAN objective: non-saturating logistic loss, R1 and path-length regularisation."""
+"""Building blocks of the StyleGAN2 objective: R1 and path-length regularisation."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-
-
-def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
-    """Non-saturating logistic loss of G, per sample: softplus(-D(G(z)))."""
-    return F.softplus(-fake_logits).flatten()
-
-
-def discriminator_loss(real_logits: torch.Tensor | None,
-                       fake_logits: torch.Tensor | None) -> torch.Tensor:
-    """Logistic loss of D, per sample: softplus(D(fake)) + softplus(-D(real))."""
-    parts = []
-    if fake_logits is not None:
-        parts.append(F.softplus(fake_logits).flatten())
-    if real_logits is not None:
-        parts.append(F.softplus(-real_logits).flatten())
-    return torch.cat(parts)
 
 
 def r1_penalty(real_x: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Config node -> object through Hydra's ``instantiate``, with one-line errors naming the key.
 
-Kept apart from :mod:`dgan.builder` (which assembles a whole training run and imports
+Kept apart from :mod:`dgan.config.builder` (which assembles a whole training run and imports
 Lightning) so that the small commands (generate, evaluate) start quickly.
 """
 

@@ -4,8 +4,8 @@
 
 Both real and generated samples pass through it before the discriminator; the generator gets
 its gradient through ``q_sample`` (the noise is reparameterised). T = t_min + round(p (t_max -
-t_min)) follows the overfitting level p, which :mod:`dgan.callbacks.adaptive_diffusion` (or a
-user's own loop, through :meth:`Diffusion.adapt`) updates.
+t_min)) follows the overfitting level p, which :mod:`dgan.diffusion.adaptive` updates (the
+callback in a dgan run, :func:`~dgan.diffusion.adaptive.adjust_p` in a user's own loop).
 
 Everything that defines the process at a point of training (p, T, the t pool and the random
 generator) lives in the module's ``state_dict``, so a checkpoint restores it exactly. Sampling
@@ -17,7 +17,8 @@ Plug it into any GAN::
     y_real, t_real = diffusion(x_real)
     y_fake, t_fake = diffusion(G(z))               # differentiable in G(z)
     d_loss = softplus(D(y_fake, t_fake)) + softplus(-D(y_real, t_real))
-    diffusion.adapt(D(y_real, t_real).sign().mean(), num_images=batch * 4)  # every 4 steps
+    adjust_p(diffusion, D(y_real, t_real).sign().mean(), d_target=0.6,  # every 4 steps
+             num_images=batch * 4, ada_kimg=100)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dgan.schedules import SCHEDULES, alphas_bar, betas_on_grid
+from dgan.diffusion.schedules import SCHEDULES, alphas_bar, betas_on_grid
 
 NOISE_TYPES = ("gaussian", "bernoulli")
 TS_DISTS = ("priority", "uniform")
@@ -50,10 +51,6 @@ class Diffusion(nn.Module):
             clean) | per_sample (the paper's equation: a fresh t per sample, never clean).
         pool_size: number of slots of the pool.
         clean_fraction: fraction of pool slots fixed at t = 0 (sample reaches D clean).
-        d_target: target of r_d = E[sign(D(y_real))]; above it the chain grows.
-        ada_kimg: thousands of images over which p may move from 0 to 1.
-        update_interval: training steps between two adaptive updates.
-        adaptive: update p and T during training (False: T stays at its initial value).
         p_init: initial p.
         seed: seed of the module's own random generator (t and noise).
     """
@@ -71,10 +68,6 @@ class Diffusion(nn.Module):
         t_sampling: str = "pool",
         pool_size: int = 64,
         clean_fraction: float = 0.5,
-        d_target: float = 0.6,
-        ada_kimg: float = 100.0,
-        update_interval: int = 4,
-        adaptive: bool = True,
         p_init: float = 0.0,
         seed: int = 0,
     ) -> None:
@@ -90,9 +83,6 @@ class Diffusion(nn.Module):
                "0 < beta_start <= beta_end < 1")
         _check(pool_size >= 1, "pool_size", pool_size, "an integer >= 1")
         _check(0 <= clean_fraction < 1, "clean_fraction", clean_fraction, "0 <= clean_fraction < 1")
-        _check(0 <= d_target <= 1, "d_target", d_target, "a number in [0, 1]")
-        _check(ada_kimg > 0, "ada_kimg", ada_kimg, "a number > 0")
-        _check(update_interval >= 1, "update_interval", update_interval, "an integer >= 1")
         _check(0 <= p_init <= 1, "p_init", p_init, "a number in [0, 1]")
         self.beta_schedule = beta_schedule
         self.beta_start = beta_start
@@ -105,10 +95,6 @@ class Diffusion(nn.Module):
         self.t_sampling = t_sampling
         self.pool_size = int(pool_size)
         self.num_clean = int(round(pool_size * clean_fraction))
-        self.d_target = float(d_target)
-        self.ada_kimg = float(ada_kimg)
-        self.update_interval = int(update_interval)
-        self.adaptive = bool(adaptive)
         self.seed = int(seed)
         self._generators: dict[str, torch.Generator] = {}
         self._pending_rng: dict[str, torch.Tensor] = {}
@@ -132,18 +118,6 @@ class Diffusion(nn.Module):
         self.T.copy_((self.t_min + torch.round(p * span)).long().clamp(self.t_min, self.t_max))
         self._rebuild_schedule()
         self._redraw_pool()
-
-    @torch.no_grad()
-    def adapt(self, r_d: torch.Tensor | float, num_images: int) -> None:
-        """One adaptive step: p += sign(r_d - d_target) * num_images / (ada_kimg * 1000).
-
-        Args:
-            r_d: E[sign(D logit)] of diffused reals since the last update (tensor, any device).
-            num_images: real images shown since the last update, over all ranks.
-        """
-        r_d = torch.as_tensor(r_d, dtype=torch.float32, device=self.p.device)
-        step = num_images / (self.ada_kimg * 1000)
-        self.set_p(self.p + torch.sign(r_d - self.d_target) * step)
 
     def _rebuild_schedule(self) -> None:
         # float64: cumulative products over 1000 steps lose precision in float32. Computed on

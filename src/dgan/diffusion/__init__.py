@@ -1,0 +1,6 @@
+"""The forward diffusion of Diffusion-GAN: the process, its beta schedules and the adaptive
+update of the chain length T."""
+
+from dgan.diffusion.process import Diffusion
+
+__all__ = ["Diffusion"]

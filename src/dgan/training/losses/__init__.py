@@ -1,0 +1,7 @@
+"""One loss object per GAN family: what each training phase computes (StyleGAN2-ADA's
+``accumulate_gradients``)."""
+
+from dgan.training.losses.base import GANLoss, GANNetworks
+from dgan.training.losses.stylegan2 import StyleGAN2Loss
+
+__all__ = ["GANLoss", "GANNetworks", "StyleGAN2Loss"]
