@@ -6,6 +6,8 @@ import io
 import json
 import os
 import pickle
+import stat
+import struct
 import tarfile
 import zipfile
 from pathlib import Path
@@ -16,8 +18,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+import dgan.data.prepare as prepare_module
 from dgan.data.digits import DigitsDataset
-from dgan.data.images import DatasetError, ImageDataset
+from dgan.data.images import CorruptImageError, DatasetError, ImageDataset, ImageFileError
 from dgan.data.prepare import PrepareError, main, prepare, to_square
 
 RNG = np.random.default_rng(0)
@@ -413,6 +416,7 @@ def test_truncated_image_is_named_when_read(tmp_path):
     with pytest.raises(DatasetError) as excinfo:
         dataset[0]
     _one_line_error(excinfo, "a.png", "corrupt")
+    assert isinstance(excinfo.value, CorruptImageError) and excinfo.value.file == "a.png"
 
 
 @pytest.mark.parametrize(
@@ -463,6 +467,160 @@ def test_bad_max_size(tmp_path):
     with pytest.raises(DatasetError) as excinfo:
         ImageDataset(tmp_path / "ds", max_size=0)
     _one_line_error(excinfo, "max_size")
+
+
+# ---------------------------------------------------------------------------- corrupt images
+
+# Where a PNG chunk's 4-byte length sits before its type, and the CRC after its data.
+_CHUNK_LENGTH_BYTES = 4
+_CHUNK_TYPE_BYTES = 4
+_TRUNCATED_BYTES = 60  # past the header, short of the pixel data
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:_TRUNCATED_BYTES])
+
+
+def _break_crc(path: Path) -> None:
+    """Spoil the CRC of the IDAT chunk: the pixels still decode, only PIL's verify() objects."""
+    data = bytearray(path.read_bytes())
+    at = data.index(b"IDAT")
+    (length,) = struct.unpack(">I", data[at - _CHUNK_LENGTH_BYTES : at])
+    data[at + _CHUNK_TYPE_BYTES + length] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_corrupt_image_error_carries_the_file_through_pickle(tmp_path):
+    _save(tmp_path / "ds" / "sub" / "a.png", _random(8))
+    _truncate(tmp_path / "ds" / "sub" / "a.png")
+    with pytest.raises(CorruptImageError) as excinfo:
+        ImageDataset(tmp_path / "ds").get_uint8(0)
+    _one_line_error(excinfo, "'sub/a.png'", "truncated")
+    clone = pickle.loads(pickle.dumps(excinfo.value))
+    assert type(clone) is CorruptImageError
+    assert (str(clone), clone.file, clone.files) == (str(excinfo.value), "sub/a.png", ["sub/a.png"])
+
+
+def test_corrupt_image_in_a_dataloader_worker_is_still_one_named_line(tmp_path):
+    for k in range(4):
+        _save(tmp_path / "ds" / f"img{k}.png", _random(8))
+    _truncate(tmp_path / "ds" / "img2.png")
+    loader = DataLoader(ImageDataset(tmp_path / "ds"), batch_size=2, num_workers=1)
+    with pytest.raises(CorruptImageError) as excinfo:
+        list(loader)
+    message = _one_line_error(excinfo, "'img2.png'", "corrupt")
+    assert message.startswith("corrupt or unreadable image")
+    assert excinfo.value.file == "img2.png"
+    assert "DataLoader worker" in (excinfo.value.worker_traceback or "")
+
+
+def test_verify_decodes_everything_and_names_every_bad_file(tmp_path):
+    root = tmp_path / "ds"
+    for k in range(6):
+        _save(root / f"img{k}.png", _random(8))
+    assert ImageDataset(root, verify=True).raw_size == 6
+    assert ImageDataset(root).verify() == 6
+    _truncate(root / "img1.png")
+    _truncate(root / "img3.png")
+    _break_crc(root / "img4.png")
+    dataset = ImageDataset(root)  # headers are fine; without verify nothing is decoded yet
+    assert dataset.get_uint8(4).shape == (3, 8, 8)  # a bad CRC alone does not stop decoding
+    with pytest.raises(CorruptImageError) as excinfo:
+        dataset.verify()
+    _one_line_error(excinfo, "'img1.png'", "2 more bad images: 'img3.png', 'img4.png'")
+    assert excinfo.value.file == "img1.png"
+    assert excinfo.value.files == ["img1.png", "img3.png", "img4.png"]
+    with pytest.raises(CorruptImageError) as excinfo:
+        ImageDataset(root, verify=True)
+    assert excinfo.value.files == ["img1.png", "img3.png", "img4.png"]
+    assert isinstance(excinfo.value, ImageFileError) and isinstance(excinfo.value, DatasetError)
+
+
+def _damaged_zip(path: Path) -> str:
+    """A zip of two images whose second entry has one flipped byte; returns that entry's name."""
+    pngs = {}
+    for k in range(2):
+        buffer = io.BytesIO()
+        Image.fromarray(_random(8)).save(buffer, format="PNG")
+        pngs[f"img{k}.png"] = buffer.getvalue()
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, data in pngs.items():
+            zf.writestr(name, data)
+    archive = bytearray(path.read_bytes())
+    # Stored entries lie verbatim in the archive: flip a byte in the middle of the second one.
+    at = archive.index(pngs["img1.png"]) + len(pngs["img1.png"]) // 2
+    archive[at] ^= 0xFF
+    path.write_bytes(bytes(archive))
+    return "img1.png"
+
+
+def test_damaged_zip_entry_is_a_corrupt_image(tmp_path):
+    bad = _damaged_zip(tmp_path / "ds.zip")
+    # A small entry is read whole with its header, so the CRC fails at construction already.
+    with pytest.raises(CorruptImageError) as excinfo:
+        ImageDataset(tmp_path / "ds.zip")
+    _one_line_error(excinfo, f"'{bad}'", "ds.zip", "CRC")
+    assert excinfo.value.file == bad
+    with pytest.raises(CorruptImageError) as excinfo:
+        prepare(tmp_path / "ds.zip", tmp_path / "out" / "x.zip")
+    _one_line_error(excinfo, f"'{bad}'")
+    assert not (tmp_path / "out").exists()  # refused while reading headers, before any write
+
+
+@pytest.mark.parametrize("damage", [_truncate, _break_crc])
+def test_prepare_refuses_a_damaged_source_and_keeps_the_old_archive(tmp_path, capsys, damage):
+    for k in range(3):
+        _save(tmp_path / "src" / f"img{k}.png", _random(8))
+    dest = tmp_path / "out" / "ds.zip"
+    prepare(tmp_path / "src", dest)
+    before = dest.read_bytes()
+    damage(tmp_path / "src" / "img2.png")
+    with pytest.raises(SystemExit) as excinfo:
+        main([f"--source={tmp_path / 'src'}", f"--dest={dest}"])
+    assert excinfo.value.code == 2
+    line = capsys.readouterr().err.splitlines()[-1]
+    assert "img2.png" in line and "corrupt" in line
+    assert dest.read_bytes() == before  # the old archive, untouched
+    assert [p.name for p in dest.parent.iterdir()] == ["ds.zip"]  # no temporary file left
+
+
+def test_prepare_checks_the_archive_it_wrote(tmp_path, monkeypatch):
+    _folder(tmp_path / "src", count=3)
+    real = prepare_module._encode_png
+
+    def encode_mirrored(array: np.ndarray) -> bytes:
+        # Stands in for a writer or disk that corrupts what it stores.
+        return real(np.ascontiguousarray(array[:, ::-1]))
+
+    monkeypatch.setattr(prepare_module, "_encode_png", encode_mirrored)
+    dest = tmp_path / "out" / "ds.zip"
+    with pytest.raises(PrepareError) as excinfo:
+        prepare(tmp_path / "src", dest)
+    _one_line_error(
+        excinfo, "00000/img00000000.png", "other pixels", f"nothing was written to {dest}"
+    )
+    assert list(dest.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize(("umask", "expected"), [(0o022, 0o644), (0o077, 0o600)])
+def test_prepare_archive_permissions_follow_the_umask(tmp_path, umask, expected):
+    previous = os.umask(umask)
+    try:
+        prepare("digits", tmp_path / "d.zip", max_images=2, resolution=8)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "d.zip").stat().st_mode) == expected
+
+
+def test_prepare_unwritable_dest_is_one_line_before_any_image(tmp_path):
+    (tmp_path / "file.txt").write_text("not a folder")
+    with pytest.raises(PrepareError) as excinfo:
+        prepare("digits", tmp_path / "file.txt" / "d.zip", max_images=2)
+    _one_line_error(excinfo, "cannot write", "file.txt")
+    (tmp_path / "folder.zip").mkdir()
+    with pytest.raises(PrepareError) as excinfo:
+        prepare("digits", tmp_path / "folder.zip", max_images=2)
+    _one_line_error(excinfo, "folder.zip", "is a folder")
 
 
 # ---------------------------------------------------------------------------- digits

@@ -10,7 +10,28 @@ or ``{"labels": null}``. Every item is ``(x, c)``: ``x`` a float32 tensor [C, H,
 With ``xflip`` the dataset is twice as long; items ``>= raw_size`` are the mirrored images.
 
 All checks a user can fail happen in the constructor, before any training step, and each raises
-one :class:`DatasetError` line that names the file or key and what would be valid.
+one :class:`DatasetError` line that names the file or key and what would be valid. Only what
+the header does not show is found later, when an item is read: a truncated file raises
+:class:`CorruptImageError`, out-of-range float or 32-bit pixels :class:`UnsupportedImageError`
+(both carry the file in ``.file``). ``verify=True`` decodes every image up front instead.
+
+Image modes (:func:`image_to_uint8`, shared with ``dgan.data.prepare``) become 8 bits per channel,
+1 channel for the grey modes and 3 for the others:
+
+- ``L``, ``RGB``: as stored. ``1``: 0 / 255. ``P`` / ``PA``: looked up in the palette.
+- ``LA``, ``RGBA``, ``PA``, ``RGBX``: the alpha (or padding) channel is dropped, not composited:
+  the colour under a transparent pixel is kept, as StyleGAN2-ADA's ``dataset_tool.py`` does, so
+  datasets made by either tool have the same pixels.
+- ``CMYK``, ``YCbCr``: converted to RGB by Pillow.
+- ``I;16`` (``I;16L``, ``I;16B``, ``I;16N``): 16-bit grey, ``round(v * 255 / 65535)``; an 8-bit
+  value ``u`` stored as ``257 * u`` comes back as ``u`` exactly.
+- ``I`` (32-bit integers, what older Pillow and 16-bit TIFFs give): read as 16-bit data when every
+  value lies in 0..65535, refused otherwise (the meaning of larger values is unknown).
+- ``F`` (32-bit float): read as [0, 1], ``round(v * 255)``; NaN or values outside are refused.
+- Anything else (``LAB``, ``HSV``, ``La``, ``RGBa``, ...) is refused in one line naming the file.
+
+16-bit RGB(A) PNGs are opened by Pillow as 8-bit ``RGB`` / ``RGBA`` keeping the high byte of each
+value (``v // 256``, within one level of the rounded value and equal to it for ``257 * u``).
 """
 
 from __future__ import annotations
@@ -18,7 +39,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -28,18 +52,109 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 LABELS_FILE = "dataset.json"
 PREPARE_COMMAND = "python -m dgan.data.prepare --source=... --dest=..."
 MIN_RESOLUTION = 4
+# Bad files named in the one line of ImageDataset.verify; the rest are counted (all in .files).
+_NAMED_IN_SUMMARY = 3
 
-# Exceptions PIL raises for files it cannot parse; SyntaxError is PIL's historic choice for
-# some malformed headers, so it belongs here too.
-_PIL_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
+# What reading an image can raise for a file that is not a valid image: SyntaxError is PIL's
+# historic choice for some malformed headers, struct.error escapes a few header parsers, a zip
+# entry whose bytes fail their CRC raises BadZipFile (zlib.error if deflated), and an absurd
+# size raises DecompressionBombError. Each becomes one CorruptImageError line.
+IMAGE_READ_ERRORS: tuple[type[BaseException], ...] = (
+    UnidentifiedImageError,
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    zipfile.BadZipFile,
+    zlib.error,
+    Image.DecompressionBombError,
+)
+
+UINT8_MAX = 255
+UINT16_MAX = 65535
+# 16-bit grey in each byte order Pillow names (the array interface gives the right dtype).
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+# Modes Pillow itself converts exactly: to L for the grey ones, to RGB (palette lookup, alpha
+# or padding dropped, CMYK / YCbCr transformed) for the colour ones.
+_PIL_GREY_MODES = ("1", "LA")
+_PIL_COLOUR_MODES = ("P", "PA", "RGBA", "RGBX", "CMYK", "YCbCr")
+GREY_MODES = ("1", "L", "LA", *SIXTEEN_BIT_MODES, "I", "F")
+SUPPORTED_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr",
+                   *SIXTEEN_BIT_MODES, "I", "F")
 
 
 class DatasetError(ValueError):
     """A dataset that cannot be used as it is; the message names the file or key and the fix."""
+
+
+# The first quoted name after "image " in a message, and a quoted mode: how an ImageFileError
+# rebuilt from text alone (see below) finds its attributes again.
+_FILE_IN_MESSAGE = re.compile(r"image '(?P<file>.+?)'(?=[\s:;,]|$)")
+_MODE_IN_MESSAGE = re.compile(r"mode '(?P<mode>[^']+)'")
+
+
+class ImageFileError(DatasetError):
+    """One image file that cannot be used; ``file`` is its name in the dataset (also in the text).
+
+    ``files`` lists every bad file when several were found at once (:meth:`ImageDataset.verify`).
+
+    A DataLoader worker's exception reaches the main process re-created as ``type(exc)(text)``,
+    ``text`` being "Caught ... in DataLoader worker process N" and the worker's traceback. Built
+    from such a text, the exception recovers the original one-line message (``str(exc)``) and
+    ``file``, and keeps the text in ``worker_traceback``, so the caller prints one line either way.
+    """
+
+    def __init__(
+        self, message: str, file: str | None = None, files: Sequence[str] | None = None
+    ) -> None:
+        """Record ``message`` (one line) and the bad ``file`` (found in the message if None)."""
+        self.worker_traceback: str | None = None
+        original = _original_line(message, type(self)) if "\n" in message else None
+        if original is not None:
+            self.worker_traceback = message
+            message = original
+        super().__init__(message)
+        if file is None:
+            match = _FILE_IN_MESSAGE.search(message)
+            file = match.group("file") if match else None
+        self.file: str | None = file
+        self.files: list[str] = list(files) if files else ([file] if file else [])
+
+
+class CorruptImageError(ImageFileError):
+    """An image file that cannot be decoded: truncated, damaged, or not an image at all."""
+
+
+class UnsupportedImageError(ImageFileError):
+    """An image whose mode (or, for modes I and F, pixel range) dgan does not convert."""
+
+    def __init__(
+        self,
+        message: str,
+        file: str | None = None,
+        mode: str | None = None,
+        files: Sequence[str] | None = None,
+    ) -> None:
+        """As :class:`ImageFileError`, with the PIL ``mode`` (found in the message if None)."""
+        super().__init__(message, file=file, files=files)
+        if mode is None:
+            match = _MODE_IN_MESSAGE.search(str(self))
+            mode = match.group("mode") if match else None
+        self.mode: str | None = mode
+
+
+def _original_line(text: str, cls: type[BaseException]) -> str | None:
+    """The ``module.Class: message`` line of ``cls`` in a formatted traceback, without prefix."""
+    prefix = f"{cls.__module__}.{cls.__qualname__}: "
+    for line in reversed(text.splitlines()):
+        if line.startswith(prefix):
+            return line[len(prefix):]
+    return None
 
 
 def is_power_of_two(n: int) -> bool:
@@ -47,24 +162,108 @@ def is_power_of_two(n: int) -> bool:
     return n > 0 and (n & (n - 1)) == 0
 
 
+def check_image_mode(mode: str, file: str = "image", where: str | None = None) -> None:
+    """Raise :class:`UnsupportedImageError` (one line) unless PIL ``mode`` is in SUPPORTED_MODES.
+
+    ``file`` is the name the error carries; ``where`` how the message names it (default: quoted).
+    """
+    if mode in SUPPORTED_MODES:
+        return
+    where = where or f"'{file}'"
+    raise UnsupportedImageError(
+        f"image {where} has mode '{mode}', which dgan cannot convert to 8 bits; supported "
+        f"modes: {', '.join(SUPPORTED_MODES)}; save the file as 8-bit RGB or greyscale (L)",
+        file=file,
+        mode=mode,
+    )
+
+
 def image_channels(mode: str) -> int:
     """Channels an image of PIL ``mode`` becomes: 1 for grey modes, 3 for everything else."""
-    # LA loses its alpha and 16-bit / float greys become 8-bit L: the networks see 1 or 3
-    # channels, never alpha, so RGBA and P (palette) are converted to RGB.
-    if mode in ("1", "L", "LA", "I", "F") or mode.startswith("I;16"):
-        return 1
-    return 3
+    # The networks see 1 or 3 channels, never alpha: LA becomes L, RGBA / P / CMYK become RGB.
+    return 1 if mode in GREY_MODES else 3
+
+
+def image_to_uint8(
+    image: Image.Image, channels: int | None = None, file: str = "image", where: str | None = None
+) -> np.ndarray:
+    """``image`` of any supported mode as a writable uint8 array [H, W, C], scaled to 0..255.
+
+    Args:
+        image: a decoded PIL image; how each mode is scaled is in the module docstring.
+        channels: 1 or 3 to get that many channels (grey is repeated into RGB; RGB becomes
+            grey by Pillow's ITU-R 601-2 luma), None for the mode's own (:func:`image_channels`).
+        file: the name an error carries in ``.file``.
+        where: how an error message names the file (default: ``file`` quoted).
+
+    Raises:
+        UnsupportedImageError: a mode outside SUPPORTED_MODES, or mode I / F pixels outside
+            the range it is read in; one line naming the file, the mode and what is supported.
+    """
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
+    where = where or f"'{file}'"
+    mode = image.mode
+    check_image_mode(mode, file, where)
+    if mode in ("L", "RGB"):
+        array = np.array(image, dtype=np.uint8)
+    elif mode in _PIL_GREY_MODES:
+        array = np.array(image.convert("L"), dtype=np.uint8)
+    elif mode in _PIL_COLOUR_MODES:
+        array = np.array(image.convert("RGB"), dtype=np.uint8)
+    elif mode == "F":
+        array = _float_to_uint8(np.asarray(image), file, where)
+    else:
+        array = _integer_to_uint8(np.asarray(image), mode, file, where)
+    if array.ndim == 2:
+        array = array[:, :, np.newaxis]
+    if channels is None or channels == array.shape[2]:
+        return array
+    if channels == 3:
+        return np.repeat(array, 3, axis=2)
+    grey = Image.fromarray(np.ascontiguousarray(array)).convert("L")
+    return np.array(grey, dtype=np.uint8)[:, :, np.newaxis]
+
+
+def _integer_to_uint8(values: np.ndarray, mode: str, file: str, where: str) -> np.ndarray:
+    """16-bit grey (or mode I within 0..65535) rounded to 8 bits: round(v * 255 / 65535)."""
+    if mode == "I" and values.size:
+        low, high = int(values.min()), int(values.max())
+        if low < 0 or high > UINT16_MAX:
+            raise UnsupportedImageError(
+                f"image {where} has mode 'I' (32-bit integers) with values {low}..{high}; dgan "
+                f"reads mode I as 16-bit data in 0..{UINT16_MAX}: rescale the file to that range "
+                "or save it as 8 bits",
+                file=file,
+                mode=mode,
+            )
+    # Integer arithmetic rounds exactly: 65535 is odd, so no value lies halfway between levels.
+    wide = values.astype(np.uint32)
+    return ((wide * UINT8_MAX + UINT16_MAX // 2) // UINT16_MAX).astype(np.uint8)
+
+
+def _float_to_uint8(values: np.ndarray, file: str, where: str) -> np.ndarray:
+    """Mode F in [0, 1] rounded to 8 bits: round(v * 255), halves up as for the integers."""
+    if values.size:
+        if not np.isfinite(values).all():
+            problem = "NaN or infinite values"
+        else:
+            low, high = float(values.min()), float(values.max())
+            problem = f"values {low:g}..{high:g}" if low < 0.0 or high > 1.0 else ""
+        if problem:
+            raise UnsupportedImageError(
+                f"image {where} has mode 'F' (32-bit float) with {problem}; dgan reads float "
+                "images as [0, 1]: rescale the file to that range or save it as 8 bits",
+                file=file,
+                mode="F",
+            )
+    scaled = np.floor(values.astype(np.float64) * UINT8_MAX + 0.5)
+    return scaled.astype(np.uint8)
 
 
 def image_to_array(image: Image.Image, channels: int) -> np.ndarray:
-    """A PIL image as a writable uint8 array [channels, H, W]."""
-    target = "L" if channels == 1 else "RGB"
-    if image.mode != target:
-        image = image.convert(target)
-    array = np.array(image, dtype=np.uint8)
-    if array.ndim == 2:
-        return array[np.newaxis]
-    return np.ascontiguousarray(array.transpose(2, 0, 1))
+    """A PIL image as a writable uint8 array [channels, H, W] (see :func:`image_to_uint8`)."""
+    return np.ascontiguousarray(image_to_uint8(image, channels).transpose(2, 0, 1))
 
 
 def _hash(payload: Any) -> str:
@@ -179,28 +378,40 @@ class FileStore:
         return state
 
     def read_header(self, name: str) -> tuple[tuple[int, int], str]:
-        """(width, height) and PIL mode of image ``name``, reading its header only."""
+        """(width, height) and PIL mode of image ``name``, reading its header only.
+
+        Raises CorruptImageError (one line naming the file) if the header cannot be parsed.
+        """
         try:
             with self.open(name) as f, Image.open(f) as image:
                 return image.size, image.mode
-        except _PIL_ERRORS as exc:
-            raise DatasetError(
-                f"corrupt or unreadable image {self.where(name)}: {_one_line(exc)}; "
-                "replace or delete the file"
-            ) from exc
+        except IMAGE_READ_ERRORS as exc:
+            raise self._corrupt(name, exc) from exc
 
-    def read_image(self, name: str) -> Image.Image:
-        """Image ``name`` fully decoded (a truncated file fails here, named)."""
+    def read_image(self, name: str, verify: bool = False) -> Image.Image:
+        """Image ``name`` fully decoded; a truncated or damaged file raises CorruptImageError.
+
+        With ``verify``, PIL's integrity check runs first (for PNG: every chunk's CRC, which
+        decoding alone skips), at the cost of reading the file twice.
+        """
         try:
+            if verify:
+                # verify() leaves the image unusable, so the pixels come from a second open.
+                with self.open(name) as f, Image.open(f) as image:
+                    image.verify()
             with self.open(name) as f, Image.open(f) as image:
                 image.load()
                 # Closing the file also frees the pixels in recent Pillow: keep a copy.
                 return image.copy()
-        except _PIL_ERRORS as exc:
-            raise DatasetError(
-                f"corrupt or unreadable image {self.where(name)}: {_one_line(exc)}; "
-                "replace or delete the file"
-            ) from exc
+        except IMAGE_READ_ERRORS as exc:
+            raise self._corrupt(name, exc) from exc
+
+    def _corrupt(self, name: str, exc: BaseException) -> CorruptImageError:
+        return CorruptImageError(
+            f"corrupt or unreadable image {self.where(name)}: {_one_line(exc)}; "
+            "replace or delete the file",
+            file=name,
+        )
 
 
 def _hidden(name: str) -> bool:
@@ -433,6 +644,7 @@ class ImageDataset(ImageDatasetBase):
         max_size: int | None = None,
         seed: int = 0,
         name: str | None = None,
+        verify: bool = False,
     ) -> None:
         """Index and validate the images under ``path``.
 
@@ -444,6 +656,8 @@ class ImageDataset(ImageDatasetBase):
             max_size: keep a seeded random subset of this many images (None: all).
             seed: seed of that subset.
             name: name for logs (default: the file name without extension).
+            verify: decode every image of the subset now (:meth:`verify`), so that a damaged
+                file stops the start, not a training step; costs one full read of the data.
         """
         self.store = FileStore(path)
         where = str(self.store.path)
@@ -457,6 +671,7 @@ class ImageDataset(ImageDatasetBase):
         channels = 1
         for fname in names:
             size, mode = self.store.read_header(fname)
+            check_image_mode(mode, fname, self.store.where(fname))
             if first_size is None:
                 first_size = size
             elif size != first_size:
@@ -502,6 +717,35 @@ class ImageDataset(ImageDatasetBase):
             },
         )
         self.check_resolution(resolution)
+        if verify:
+            self.verify()
+
+    def verify(self) -> int:
+        """Decode every image of the subset as training will; return how many were checked.
+
+        Each file gets PIL's integrity check, a full decode and the mode conversion. Raises the
+        first failure's ImageFileError subclass with every bad file named in one line (and
+        listed in ``.files``), so one pass finds them all.
+        """
+        bad: list[ImageFileError] = []
+        for raw_index in self._raw_idx:
+            try:
+                self._decode(int(raw_index), verify=True)
+            except ImageFileError as exc:
+                bad.append(exc)
+        if not bad:
+            return len(self._raw_idx)
+        first = bad[0]
+        names = [exc.file or "?" for exc in bad]
+        message = str(first)
+        if len(bad) > 1:
+            shown = ", ".join(f"'{n}'" for n in names[1:_NAMED_IN_SUMMARY + 1])
+            rest = len(bad) - 1 - _NAMED_IN_SUMMARY
+            more = f" and {rest} more" if rest > 0 else ""
+            message += f" ({len(bad) - 1} more bad images: {shown}{more})"
+        if isinstance(first, UnsupportedImageError):
+            raise UnsupportedImageError(message, file=first.file, mode=first.mode, files=names)
+        raise type(first)(message, file=first.file, files=names)
 
     def _load_labels(self, names: list[str]) -> np.ndarray:
         where = f"{self.store.path}/{LABELS_FILE}"
@@ -526,14 +770,21 @@ class ImageDataset(ImageDatasetBase):
         return [self._names[i] for i in self._raw_idx]
 
     def _read_raw(self, raw_index: int) -> np.ndarray:
+        return self._decode(raw_index, verify=False)
+
+    def _decode(self, raw_index: int, verify: bool) -> np.ndarray:
+        """Raw image ``raw_index`` as uint8 [C, H, W]; every failure is an ImageFileError."""
         fname = self._names[raw_index]
-        image = self.store.read_image(fname)
+        where = self.store.where(fname)
+        image = self.store.read_image(fname, verify=verify)
         if image.size != (self.resolution, self.resolution):
-            raise DatasetError(
-                f"{self.store.where(fname)} changed size since the dataset was opened: "
-                f"{image.size[0]}x{image.size[1]}, expected {self.resolution}x{self.resolution}"
+            raise ImageFileError(
+                f"image {where} changed size since the dataset was opened: "
+                f"{image.size[0]}x{image.size[1]}, expected {self.resolution}x{self.resolution}",
+                file=fname,
             )
-        return image_to_array(image, self.num_channels)
+        array = image_to_uint8(image, self.num_channels, fname, where)
+        return np.ascontiguousarray(array.transpose(2, 0, 1))
 
     def close(self) -> None:
         """Release the zip handle of this process."""

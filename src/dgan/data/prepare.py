@@ -19,20 +19,29 @@ Sources:
 
 The output is the StyleGAN2-ADA layout: ``00000/img00000000.png``, ... and ``dataset.json`` with
 ``{"labels": [[name, class], ...]}`` (or null). ``--max-images`` keeps the first N images in
-source order. The zip is written to a temporary file and renamed, so an interrupted run never
-leaves a half-written dataset behind.
+source order.
+
+Every source image is checked (PIL's integrity check) and fully decoded before it is written, so
+a truncated or damaged file stops the run with one line naming it; its mode is converted to 8
+bits as the dataset reads it (:func:`dgan.data.images.image_to_uint8`: 16-bit and float images
+are scaled, not clipped) before any crop or resize. The zip is written to a temporary file next
+to ``--dest``, then every image in it is decoded again and compared with what was meant to be
+written, and only then is it renamed over ``--dest``: a failed or interrupted run never leaves a
+half-written dataset behind, and an existing ``--dest`` stays as it was. The new file gets the
+usual permissions (0666 less the umask, like any file the user creates).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import itertools
 import json
 import os
 import pickle
+import secrets
 import tarfile
-import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -43,11 +52,14 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from dgan.data.images import (
+    IMAGE_READ_ERRORS,
     LABELS_FILE,
     MIN_RESOLUTION,
     DatasetError,
     FileStore,
+    check_image_mode,
     image_channels,
+    image_to_uint8,
     is_power_of_two,
     parse_labels,
 )
@@ -61,6 +73,11 @@ DIGITS_DEFAULT_RESOLUTION = 32
 _STL_BYTES = 3 * STL_SIDE * STL_SIDE
 _CIFAR_MARKERS = ("data_batch_1", "test_batch")
 _STL_MARKERS = ("train_X.bin", "test_X.bin", "unlabeled_X.bin")
+# Permissions of the new zip before the umask, as open() would give: mkstemp's 0600 would hide
+# the dataset from the other users of a shared machine.
+_NEW_FILE_MODE = 0o666
+# Random bytes in the temporary file's name; O_EXCL refuses the (improbable) clash.
+_TEMP_NAME_BYTES = 8
 _SOURCES_HINT = (
     "expected an image folder, a zip of images, cifar-10-python.tar.gz, stl10_binary.tar.gz "
     "(or their extracted folders) or 'digits'"
@@ -141,6 +158,9 @@ def _folder_source(
     # Only the images that will be written are checked and sized.
     names = names[:max_images]
     headers = [store.read_header(n) for n in names]
+    for name, (_, mode) in zip(names, headers, strict=True):
+        # An unsupported mode is refused now, before a single image is converted.
+        check_image_mode(mode, name, store.where(name))
     channels = max(image_channels(mode) for _, mode in headers)
     smallest = min(min(size) for size, _ in headers)
     if resolution is None:
@@ -176,16 +196,17 @@ def _folder_source(
         if isinstance(document, dict) and isinstance(document.get("class_names"), list):
             class_names = [str(c) for c in document["class_names"]]
 
-    mode = "L" if channels == 1 else "RGB"
     target = resolution
 
     def images() -> Iterator[tuple[np.ndarray, Any]]:
         for k, name in enumerate(names):
             # Camera JPEGs store their rotation in EXIF; apply it so faces are not sideways.
-            image = ImageOps.exif_transpose(store.read_image(name))
-            if image.mode != mode:
-                image = image.convert(mode)
-            yield np.asarray(to_square(image, target, transform)), (
+            image = ImageOps.exif_transpose(store.read_image(name, verify=True))
+            # 8 bits first, then crop and resize: a 16-bit image and its 8-bit version (values
+            # 257 times smaller) then give the same output, and Lanczos always sees L or RGB.
+            array = image_to_uint8(image, channels, name, store.where(name))
+            eight_bit = Image.fromarray(array[:, :, 0] if channels == 1 else array)
+            yield np.asarray(to_square(eight_bit, target, transform)), (
                 None if labels is None else labels[k]
             )
 
@@ -402,23 +423,30 @@ def _digits_source(resolution: int | None) -> _Source:
 
 
 def _write_zip(dest: Path, source: _Source, max_images: int | None) -> tuple[int, int | None]:
-    """Write ``source`` to ``dest`` atomically; return (images written, classes or None)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
+    """Write ``source`` to ``dest`` atomically; return (images written, classes or None).
+
+    The archive is built in a temporary file, read back and checked image by image
+    (:func:`_verify_archive`), synced to disk and only then renamed over ``dest``.
+    """
+    tmp = _create_temp(dest)
     count = 0
     labels: list[list[Any]] = []
+    written: dict[str, tuple[tuple[int, ...], str]] = {}
+    expected_shape = (source.resolution, source.resolution) + (
+        () if source.channels == 1 else (source.channels,)
+    )
     try:
         # Stored, not deflated: PNGs are already compressed, and reading stays fast.
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
             for array, label in itertools.islice(source.images, max_images):
                 fname = f"{count // 1000:05d}/img{count:08d}.png"
-                expected = (source.resolution, source.resolution)
-                if array.shape[:2] != expected:
-                    raise PrepareError(f"internal: image {count} is {array.shape}, not {expected}")
-                buffer = io.BytesIO()
-                Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")
-                zf.writestr(fname, buffer.getvalue())
+                if array.shape != expected_shape or array.dtype != np.uint8:
+                    raise PrepareError(
+                        f"internal: image {count} is {array.dtype} {array.shape}, "
+                        f"not uint8 {expected_shape}"
+                    )
+                zf.writestr(fname, _encode_png(array))
+                written[fname] = (array.shape, _digest(array))
                 if source.labelled:
                     labels.append([fname, label])
                 count += 1
@@ -430,9 +458,11 @@ def _write_zip(dest: Path, source: _Source, max_images: int | None) -> tuple[int
             zf.writestr(LABELS_FILE, json.dumps(document))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        _verify_archive(tmp, written, dest)
         os.replace(tmp, dest)
+        _fsync_folder(dest.parent)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     num_classes = None
     if source.labelled:
@@ -443,6 +473,78 @@ def _write_zip(dest: Path, source: _Source, max_images: int | None) -> tuple[int
         else:
             num_classes = len(labels[0][1]) if labels else 0
     return count, num_classes
+
+
+def _create_temp(dest: Path) -> Path:
+    """A new empty file beside ``dest``; one PrepareError line if that folder is not writable."""
+    tmp = dest.parent / f".{dest.name}.{secrets.token_hex(_TEMP_NAME_BYTES)}.tmp"
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # os.open applies the umask itself, as for any file the user creates.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _NEW_FILE_MODE)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise PrepareError(
+            f"--dest={dest}: cannot write in '{dest.parent}' ({reason}); choose a writable folder"
+        ) from exc
+    os.close(fd)
+    return tmp
+
+
+def _encode_png(array: np.ndarray) -> bytes:
+    """``array`` (uint8 [H, W] grey or [H, W, 3] RGB) as PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _digest(array: np.ndarray) -> str:
+    """A fingerprint of ``array``'s pixels, kept instead of the pixels to compare them later."""
+    return hashlib.blake2b(np.ascontiguousarray(array).tobytes(), digest_size=16).hexdigest()
+
+
+def _verify_archive(
+    tmp: Path, written: dict[str, tuple[tuple[int, ...], str]], dest: Path
+) -> None:
+    """Decode every image of the new archive ``tmp``; raise PrepareError unless each one gives
+    exactly the pixels written (the entry CRCs are checked on the way)."""
+    failed = f"nothing was written to {dest}; check the disk and run again"
+    with zipfile.ZipFile(tmp) as zf:
+        names = set(zf.namelist()) - {LABELS_FILE}
+        if names != set(written):
+            raise PrepareError(
+                f"the new archive holds {len(names)} images, not the {len(written)} written; "
+                f"{failed}"
+            )
+        for fname, (shape, digest) in written.items():
+            try:
+                with Image.open(io.BytesIO(zf.read(fname))) as image:
+                    image.load()
+                    decoded = np.asarray(image)
+            except IMAGE_READ_ERRORS as exc:
+                reason = " ".join(str(exc).split()) or type(exc).__name__
+                raise PrepareError(
+                    f"'{fname}' in the new archive does not decode ({reason}); {failed}"
+                ) from exc
+            if decoded.shape != shape or _digest(decoded) != digest:
+                raise PrepareError(
+                    f"'{fname}' in the new archive decodes to other pixels than were written; "
+                    f"{failed}"
+                )
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename durable: a crash right after it must not bring back the old zip."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # Not every platform opens folders; the rename itself is still atomic.
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def prepare(
@@ -469,6 +571,8 @@ def prepare(
     dest = Path(dest).expanduser()
     if dest.suffix.lower() != ".zip":
         raise PrepareError(f"--dest={dest} must end in .zip")
+    if dest.is_dir():
+        raise PrepareError(f"--dest={dest} is a folder; name the .zip file to write")
     if resolution is not None and (not is_power_of_two(resolution) or resolution < MIN_RESOLUTION):
         raise PrepareError(
             f"--resolution={resolution} is not a power of two >= {MIN_RESOLUTION} (4, 8, ..., 1024)"
