@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -220,3 +221,46 @@ def test_r1_through_the_diffusion_matches_finite_differences() -> None:
     torch.testing.assert_close(r1_penalty(x_var, logits(x_var)), numeric.square().sum(1),
                                atol=1e-3, rtol=1e-3)
     assert not math.isclose(float(numeric.abs().sum()), 0.0)
+
+
+def test_conditional_digits_train_and_generate_by_class(tmp_path) -> None:
+    from PIL import Image
+
+    from dgan import generate
+
+    run = build_run(compose_train(["experiment=digits_stylegan2_cond", *TINY_STYLEGAN2[1:],
+                                   *QUIET, "kimg=0.012"], tmp_path / "run"))
+    assert run.module.G.c_dim == run.module.D.c_dim == 10
+    real, real_c = next(iter(run.datamodule.train_dataloader()))
+    assert real_c.shape == (4, 10) and torch.equal(real_c.sum(1), torch.ones(4))
+    run.trainer.fit(run.module, datamodule=run.datamodule)
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    images = {}
+    for class_idx in (3, 7):
+        out = tmp_path / f"class{class_idx}"
+        assert generate.main([f"ckpt={ckpt}", "seeds=0-1", f"class_idx={class_idx}",
+                              f"outdir={out}", "grid=false"]) == 0
+        images[class_idx] = [np.asarray(Image.open(out / f"seed{s:04d}.png")) for s in (0, 1)]
+    # The same latents with another label give other images: the label reaches G.
+    assert not np.array_equal(images[3][0], images[7][0])
+
+
+def test_generate_trunc_zero_gives_the_image_of_w_avg(tmp_path) -> None:
+    from PIL import Image
+
+    from dgan import generate
+
+    run = build_run(compose_train([*TINY_STYLEGAN2, *QUIET, "kimg=0.012"], tmp_path / "run"))
+    run.trainer.fit(run.module, datamodule=run.datamodule)
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    out = tmp_path / "trunc0"
+    assert generate.main([f"ckpt={ckpt}", "seeds=0-1", "trunc=0", f"outdir={out}",
+                          "grid=false"]) == 0
+    first, second = (np.asarray(Image.open(out / f"seed{s:04d}.png")) for s in (0, 1))
+    assert np.array_equal(first, second)  # every latent truncates onto w_avg
+    G = run.module.G_ema
+    ws = G.w_avg.view(1, 1, -1).expand(1, G.mapping.num_ws, -1)
+    from dgan.files.pictures import to_uint8
+
+    expected = to_uint8(G.synthesis(ws, noise_mode="const"))[0, 0].numpy()
+    assert np.abs(first.astype(int) - expected.astype(int)).max() <= 1
