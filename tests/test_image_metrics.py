@@ -30,6 +30,7 @@ from dgan.metrics import (
     fetch_weights,
     fid,
     inception_score,
+    kid,
     precision_recall,
 )
 from dgan.metrics.feature_extractors import (
@@ -364,12 +365,12 @@ def test_fid_zero_on_itself_grows_with_noise_and_reuses_real_stats(
 def test_kid_and_inception_score(inception_dir: Path, tmp_path: Path) -> None:
     images = smooth_images(8, seed=1)
     ds = TinyDataset(to_uint8(images))
-    kid = {}
+    values = {}
     for noise in (0.0, 1.0):
         G = LookupGenerator(images, noise=noise)
         opts = make_opts(G, ds, tmp_path, weights_dir=inception_dir, num_samples=8)
-        kid[noise] = kid.kid_full(opts)["kid8_full"]
-    assert abs(kid[0.0]) < 0.1 * kid[1.0], kid
+        values[noise] = kid.kid_full(opts)["kid8_full"]
+    assert abs(values[0.0]) < 0.1 * values[1.0], values
     opts = make_opts(
         LookupGenerator(images),
         ds,

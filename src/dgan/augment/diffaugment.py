@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from dgan.augment._rng import SeededModule
+from dgan.training.seeded_module import SeededModule
 
 POLICIES = ("color", "translation", "cutout")
 DEFAULT_POLICY = POLICIES

@@ -26,16 +26,16 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
 from dgan.diffusion.schedules import SCHEDULES, alphas_bar, betas_on_grid
+from dgan.training.seeded_module import SeededModule
 
 NOISE_TYPES = ("gaussian", "bernoulli")
 TS_DISTS = ("priority", "uniform")
 T_SAMPLINGS = ("pool", "per_sample")
 
 
-class Diffusion(nn.Module):
+class Diffusion(SeededModule):
     """Adaptive forward diffusion q(y | x, t) with a timestep distribution over {1..T}.
 
     Args:
@@ -71,7 +71,7 @@ class Diffusion(nn.Module):
         p_init: float = 0.0,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(seed)
         _check_choice("beta_schedule", beta_schedule, SCHEDULES)
         _check_choice("noise_type", noise_type, NOISE_TYPES)
         _check_choice("ts_dist", ts_dist, TS_DISTS)
@@ -95,9 +95,6 @@ class Diffusion(nn.Module):
         self.t_sampling = t_sampling
         self.pool_size = int(pool_size)
         self.num_clean = int(round(pool_size * clean_fraction))
-        self.seed = int(seed)
-        self._generators: dict[str, torch.Generator] = {}
-        self._pending_rng: dict[str, torch.Tensor] = {}
 
         self.register_buffer("p", torch.tensor(float(p_init)))
         self.register_buffer("T", torch.tensor(self.t_min, dtype=torch.long))
@@ -141,38 +138,10 @@ class Diffusion(nn.Module):
 
     def _redraw_pool(self) -> None:
         num_noisy = self.pool_size - self.num_clean
-        gen = self._generator(self.pool.device)
+        gen = self.generator(self.pool.device)
         noisy = torch.multinomial(self._t_weights(), num_noisy, replacement=True, generator=gen)
         self.pool[:num_noisy] = noisy + 1
         self.pool[num_noisy:] = 0
-
-    def _generator(self, device: torch.device) -> torch.Generator:
-        key = torch.device(device).type
-        gen = self._generators.get(key)
-        if gen is None:
-            gen = torch.Generator(device=device)
-            if key in self._pending_rng:
-                gen.set_state(self._pending_rng.pop(key))
-            else:
-                gen.manual_seed(self.seed)
-            self._generators[key] = gen
-        return gen
-
-    def reseed(self, seed: int) -> None:
-        """Restart the random generator from ``seed`` (e.g. base seed + rank in DDP)."""
-        self.seed = int(seed)
-        self._generators.clear()
-        self._pending_rng.clear()
-
-    def get_extra_state(self) -> dict[str, Any]:
-        states = {key: gen.get_state() for key, gen in self._generators.items()}
-        states.update({k: v for k, v in self._pending_rng.items() if k not in states})
-        return {"seed": self.seed, "rng": states}
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        self.seed = int(state["seed"])
-        self._generators.clear()
-        self._pending_rng = {key: value.cpu() for key, value in state["rng"].items()}
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
@@ -183,7 +152,7 @@ class Diffusion(nn.Module):
     def sample_t(self, n: int, device: torch.device | None = None) -> torch.Tensor:
         """Draw n timesteps (int64, on ``device``) from the current pool or distribution."""
         device = self.pool.device if device is None else torch.device(device)
-        gen = self._generator(self.pool.device)
+        gen = self.generator(self.pool.device)
         if self.t_sampling == "pool":
             slots = torch.randint(self.pool_size, (n,), device=self.pool.device, generator=gen)
             t = self.pool[slots]
@@ -204,7 +173,7 @@ class Diffusion(nn.Module):
 
     def sample_noise(self, like: torch.Tensor) -> torch.Tensor:
         """Noise of ``like``'s shape, scaled by noise_std, from the module's generator."""
-        gen = self._generator(like.device)
+        gen = self.generator(like.device)
         if self.noise_type == "gaussian":
             noise = torch.randn(like.shape, device=like.device, dtype=like.dtype, generator=gen)
         else:

@@ -1,9 +1,9 @@
 """A module-owned random generator whose state travels with ``state_dict``.
 
-The augmentation modules draw every random number from a ``torch.Generator`` of their own, so
-that (a) adding augmentation to a run does not shift the global stream that other components
-(latents, dropout, the diffusion) draw from, and (b) a checkpoint resume continues the exact
-sequence of augmentations. The generator state goes through ``get_extra_state`` /
+The diffusion and the augmentation modules draw every random number from a ``torch.Generator``
+of their own, so that (a) adding one to a run does not shift the global stream that other
+components (latents, dropout) draw from, and (b) a checkpoint resume continues the exact
+sequence of t, noise and augmentations. The generator state goes through ``get_extra_state`` /
 ``set_extra_state``, the hook ``nn.Module.state_dict`` provides for non-tensor state.
 """
 
