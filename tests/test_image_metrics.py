@@ -37,6 +37,7 @@ from dgan.metrics.feature_extractors import (
     EXTRACTORS,
     INCEPTION,
     VGG16,
+    VGG16_NVIDIA,
     WeightsUnavailableError,
     check_weights_available,
 )
@@ -44,6 +45,7 @@ from dgan.metrics.registry import MetricOptions
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 VGG16_FILE = "vgg16-397923af.pth"
+NVIDIA_VGG16_FILE = "vgg16.pt"
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,16 +239,20 @@ def test_expected_weight_file_names() -> None:
     assert EXTRACTORS[VGG16].url == "https://download.pytorch.org/models/" + VGG16_FILE
     needs = feature_extractors.extractors_for_metrics
     assert needs(["fid50k_full", "kid50k_full", "is50k"]) == [INCEPTION]
-    assert needs(["pr50k3_full"]) == [VGG16]
+    assert needs(["pr50k3_full"]) == [VGG16_NVIDIA]
+    assert needs(["pr50k3_torchvision_full"]) == [VGG16]
+    assert EXTRACTORS[VGG16_NVIDIA].file_name == NVIDIA_VGG16_FILE
+    assert EXTRACTORS[VGG16_NVIDIA].url.endswith("/metrics/" + NVIDIA_VGG16_FILE)
     assert needs(["fid_digits2k_full", "pr_digits500_full", "mode_coverage"]) == []
 
 
 def test_missing_weights_fail_fast_with_file_name(tmp_path: Path, no_network: list[str]) -> None:
     start = time.perf_counter()
     with pytest.raises(WeightsUnavailableError) as err:
-        check_weights_available(["fid50k_full", "pr50k3_full"], tmp_path)
+        check_weights_available(["fid50k_full", "pr50k3_full", "pr50k3_torchvision_full"],
+                                tmp_path)
     message = str(err.value)
-    assert INCEPTION_FILE in message and VGG16_FILE in message
+    assert INCEPTION_FILE in message and VGG16_FILE in message and NVIDIA_VGG16_FILE in message
     assert "python -m dgan.metrics.fetch_weights DIR" in message
     assert no_network == []  # a weights_dir means offline: no download attempt
     assert time.perf_counter() - start < 5
@@ -258,7 +264,8 @@ def test_missing_weights_fail_fast_with_file_name(tmp_path: Path, no_network: li
 
     # An explicit path that does not exist is an error too.
     with pytest.raises(WeightsUnavailableError, match="vgg16"):
-        check_weights_available(["pr50k3_full"], None, weights_paths={VGG16: tmp_path / "nope.pth"})
+        check_weights_available(["pr50k3_torchvision_full"], None,
+                                weights_paths={VGG16: tmp_path / "nope.pth"})
 
 
 def test_without_weights_dir_one_short_download_attempt(no_network: list[str]) -> None:
@@ -291,8 +298,9 @@ def test_fetch_weights_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
     monkeypatch.setattr(fetch_weights, "download_file", fake_download)
     target = tmp_path / "weights"
     assert fetch_weights.main([str(target)]) == 0
-    assert sorted(p.name for p in target.iterdir()) == sorted([INCEPTION_FILE, VGG16_FILE])
-    assert {url for url, _ in requested} == {EXTRACTORS[INCEPTION].url, EXTRACTORS[VGG16].url}
+    assert sorted(p.name for p in target.iterdir()) == sorted(
+        [INCEPTION_FILE, VGG16_FILE, NVIDIA_VGG16_FILE])
+    assert {url for url, _ in requested} == {spec.url for spec in EXTRACTORS.values()}
     out = capsys.readouterr().out
     assert str(target / INCEPTION_FILE) in out and str(target / VGG16_FILE) in out
 
@@ -421,10 +429,41 @@ def test_pr_vgg16_collapsed_fakes(vgg_dir: Path, tmp_path: Path) -> None:
     ds = TinyDataset(to_uint8(images))
     G = LookupGenerator(images, collapse_to=1)
     opts = make_opts(G, ds, tmp_path, weights_dir=vgg_dir, num_samples=8)
+    result = precision_recall.pr_torchvision_full(opts)
+    assert set(result) == {"pr83_torchvision_full_precision", "pr83_torchvision_full_recall"}
+    assert result["pr83_torchvision_full_precision"] == pytest.approx(1.0)
+    assert result["pr83_torchvision_full_recall"] == pytest.approx(1 / 8)
+
+
+class _StandInNvidiaVGG16(torch.nn.Module):
+    """The interface of NVIDIA's TorchScript vgg16.pt (uint8 in, features out), tiny."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(3 * 4 * 4, 16)
+
+    def forward(self, images: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        x = torch.nn.functional.adaptive_avg_pool2d(images.float() / 255, 4).flatten(1)
+        features = self.proj(x)
+        return features if return_features else features.sum(1)
+
+
+def test_pr_full_uses_nvidia_torchscript_vgg16(tmp_path: Path) -> None:
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    torch.manual_seed(0)
+    torch.jit.save(torch.jit.script(_StandInNvidiaVGG16()), weights / NVIDIA_VGG16_FILE)
+    images = smooth_images(8, seed=3)
+    ds = TinyDataset(to_uint8(images))
+    opts = make_opts(LookupGenerator(images, collapse_to=1), ds, tmp_path, weights_dir=weights,
+                     num_samples=8)
     result = precision_recall.pr_full(opts)
-    assert set(result) == {"pr83_full_precision", "pr83_full_recall"}
+    # A collapsed fake set: every fake on the real manifold, one real of 8 covered.
     assert result["pr83_full_precision"] == pytest.approx(1.0)
     assert result["pr83_full_recall"] == pytest.approx(1 / 8)
+    extractor = feature_stats.pretrained_extractor(opts, VGG16_NVIDIA)
+    assert extractor.layers == ("features",)
+    assert extractor(to_uint8(images[:2]))["features"].shape == (2, 16)
 
 
 # --------------------------------------------------------------------------------------------

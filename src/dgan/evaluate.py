@@ -53,6 +53,7 @@ class EvaluateOptions:
 
     Args:
         ckpt: checkpoint written by dgan.train; its G_ema makes the fakes, its config the reals.
+        pkl: a StyleGAN2-ADA / Diffusion-GAN network pickle instead (converted on the fly).
         images: folder or zip of generated images to evaluate instead of a checkpoint.
         metrics: metric names, e.g. [fid50k_full,pr50k3_full]; null: the run's own metrics.
         dataset: conf/dataset entry of the reals (digits, images, ...); null: the checkpoint's.
@@ -67,6 +68,7 @@ class EvaluateOptions:
     """
 
     ckpt: str | None = None
+    pkl: str | None = None
     images: str | None = None
     metrics: list[str] | None = None
     dataset: str | None = None
@@ -154,8 +156,9 @@ def dataset_config(
         node = dict(run_config["dataset"])
     else:
         raise ConfigError(
-            "dataset is required with images=: the real images to compare with, e.g. "
-            "dataset=digits, or dataset=images dataset.path=DATA.zip"
+            "dataset is required with images= (and a pickle without training_set_kwargs): the "
+            "real images to compare with, e.g. dataset=digits, or dataset=images "
+            "dataset.path=DATA.zip"
         )
     node.update(changes)  # unknown keys fail when the dataset is built, named
     return node
@@ -213,16 +216,18 @@ def run(opts: EvaluateOptions, dataset_changes: dict[str, Any] | None = None) ->
         opts: the parsed arguments.
         dataset_changes: ``dataset.KEY=VALUE`` arguments, applied to the reals' config.
     """
-    if (opts.ckpt is None) == (opts.images is None):
-        raise ConfigError("give exactly one of ckpt=PATH (a dgan checkpoint) or images=DIR")
+    if sum(x is not None for x in (opts.ckpt, opts.pkl, opts.images)) != 1:
+        raise ConfigError("give exactly one of ckpt=PATH (a dgan checkpoint), pkl=PATH (a "
+                          "network pickle) or images=DIR")
     if opts.batch_size < 1:
         raise ConfigError(f"batch_size={opts.batch_size} must be >= 1")
     device = resolve_device(opts.device)
 
     loaded = None
     run_config: dict[str, Any] | None = None
-    if opts.ckpt is not None:
-        loaded = load_generator(opts.ckpt, device)
+    if opts.ckpt is not None or opts.pkl is not None:
+        loaded = (load_generator(opts.ckpt, device) if opts.ckpt is not None
+                  else load_generator(opts.pkl, device, key="pkl"))
         run_config = loaded.config
     elif opts.images is not None and not Path(opts.images).exists():
         raise ConfigError(f"images={opts.images}: no such folder or zip of images")

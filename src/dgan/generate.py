@@ -46,6 +46,7 @@ class GenerateOptions:
 
     Args:
         ckpt: checkpoint written by dgan.train (RUN_DIR/checkpoints/last.ckpt or best.ckpt).
+        pkl: a StyleGAN2-ADA / Diffusion-GAN network pickle instead (converted on the fly).
         outdir: directory for seedNNNN.png and grid.png (created if missing).
         seeds: one image per seed: 0-63, 1,5,9, 0-3,10 or a single number.
         trunc: truncation psi (1: no truncation; StyleGAN2 generators only).
@@ -57,6 +58,7 @@ class GenerateOptions:
     """
 
     ckpt: str | None = None
+    pkl: str | None = None
     outdir: str | None = None
     seeds: Any = "0-63"
     trunc: float = 1.0
@@ -227,15 +229,17 @@ def _training_points(loaded: LoadedGenerator) -> torch.Tensor | None:
 
 def run(opts: GenerateOptions) -> list[Path]:
     """Check the options, load the checkpoint, generate and write; returns the written files."""
-    if opts.ckpt is None:
-        raise ConfigError("ckpt is required: ckpt=RUN_DIR/checkpoints/last.ckpt")
+    if (opts.ckpt is None) == (opts.pkl is None):
+        raise ConfigError("give exactly one of ckpt=RUN_DIR/checkpoints/last.ckpt or "
+                          "pkl=NETWORK.pkl")
     if opts.outdir is None:
         raise ConfigError("outdir is required: the directory for the PNGs, e.g. outdir=out")
     seeds = parse_seeds(opts.seeds)
     if opts.grid_columns is not None and opts.grid_columns < 1:
         raise ConfigError(f"grid_columns={opts.grid_columns} must be >= 1 (or null)")
     device = resolve_device(opts.device)
-    loaded = load_generator(opts.ckpt, device)
+    loaded = (load_generator(opts.ckpt, device) if opts.ckpt is not None
+              else load_generator(opts.pkl, device, key="pkl"))
     # Label and kwargs are checked before any image is made or any file written.
     class_label(loaded.G, opts.class_idx)
     _generator_kwargs(loaded.G, opts.trunc, opts.noise_mode)

@@ -115,6 +115,9 @@ def build_run(cfg: DictConfig) -> Run:
     ckpt_path = resolve_resume(cfg.get("resume"), run_dir)
     if ckpt_path is not None:
         _check_resume(ckpt_path, float(cfg.kimg), module)
+    elif cfg.get("init"):
+        # A resumed run continues from its own checkpoint; init only seeds a fresh start.
+        init_from_pretrained(str(cfg.init), module)
     # Last, once the config is known good: W&B starts its run on the first call.
     info = run_info(cfg, plain)
     for logger in loggers:
@@ -181,20 +184,63 @@ def _check_resume(ckpt_path: str, kimg: float, module: L.LightningModule | None 
 
 # Mismatching keys named in the error before it says "and N more".
 MAX_KEYS_SHOWN = 3
+# The networks ``init=`` copies (optimizers, counters and the diffusion's state start afresh).
+INIT_NETWORKS = ("G", "G_ema", "D")
 
 
-def _check_state_matches(ckpt_path: str, saved: dict[str, Any], module: L.LightningModule
-                         ) -> None:
-    """The checkpoint's weights must fit the module this config builds: same keys, shapes."""
-    own = {k: v for k, v in module.state_dict().items() if isinstance(v, torch.Tensor)}
+def _mismatches(saved: dict[str, Any], own: dict[str, Any]) -> str | None:
+    """The first key/shape differences of two state dicts, or None when they fit."""
+    own = {k: v for k, v in own.items() if isinstance(v, torch.Tensor)}
     saved = {k: v for k, v in saved.items() if isinstance(v, torch.Tensor)}
     problems = [f"{k} missing from the checkpoint" for k in own if k not in saved]
     problems += [f"{k} not in this model" for k in saved if k not in own]
     problems += [f"{k} has shape {tuple(saved[k].shape)}, the model {tuple(own[k].shape)}"
                  for k in own if k in saved and saved[k].shape != own[k].shape]
-    if problems:
-        more = len(problems) - MAX_KEYS_SHOWN
-        shown = "; ".join(problems[:MAX_KEYS_SHOWN]) + (f"; and {more} more" if more > 0 else "")
+    if not problems:
+        return None
+    more = len(problems) - MAX_KEYS_SHOWN
+    return "; ".join(problems[:MAX_KEYS_SHOWN]) + (f"; and {more} more" if more > 0 else "")
+
+
+def init_from_pretrained(path: str, module: L.LightningModule) -> list[str]:
+    """Copy G, G_ema and D of a checkpoint or network pickle into a new run's module.
+
+    Transfer learning as StyleGAN2-ADA's ``--resume`` from a pickle: the weights only, EMA
+    ramp-up off; ``resume=`` is what continues a run. A source without D (a generator-only
+    pickle) leaves D as built. Returns the networks copied.
+
+    Args:
+        path: a ``.ckpt`` written by dgan.train or dgan.convert, or a ``.pkl`` network pickle.
+        module: the module of the run.
+    """
+    from dgan.files.checkpoints import read_any_checkpoint
+
+    saved = read_any_checkpoint(path, "init")["state_dict"]
+    own = module.state_dict()
+    copied = []
+    for net in INIT_NETWORKS:
+        prefix = f"{net}."
+        part = {k: v for k, v in saved.items() if k.startswith(prefix)}
+        if not part:
+            continue
+        problem = _mismatches(part, {k: v for k, v in own.items() if k.startswith(prefix)})
+        if problem is not None:
+            raise ConfigError(f"init={path}: {net} does not fit this model ({problem}); "
+                              "choose the model config the weights were trained with")
+        copied.append(net)
+        module.load_state_dict(part, strict=False)
+    if "G" not in copied and "G_ema" not in copied:
+        raise ConfigError(f"init={path}: holds no generator weights (G.* or G_ema.*)")
+    module.ema_rampup = None
+    print(f"[dgan] init: {', '.join(copied)} from {path}", flush=True)
+    return copied
+
+
+def _check_state_matches(ckpt_path: str, saved: dict[str, Any], module: L.LightningModule
+                         ) -> None:
+    """The checkpoint's weights must fit the module this config builds: same keys, shapes."""
+    shown = _mismatches(saved, module.state_dict())
+    if shown is not None:
         raise ConfigError(
             f"resume={ckpt_path}: the checkpoint does not fit this model ({shown}); resume with "
             "the model, dataset and diffusion settings the run was started with"

@@ -5,6 +5,9 @@ loads with ``weights_only=True``): the weights under ``state_dict`` and, under `
 images seen and the resolved run config as a plain dict. The generator is rebuilt from that
 config (``model.generator`` has a ``_target_``), so a checkpoint does not pickle code and keeps
 working as long as the network's constructor and parameter names do.
+
+A StyleGAN2-ADA / Diffusion-GAN network pickle (``.pkl``) is read as one too: converted in
+memory by :mod:`dgan.interop.convert`, without running the code it embeds.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from torch import nn
 from dgan.config.instantiation import ConfigError, build
 
 G_EMA_PREFIX = "G_ema."
+PICKLE_SUFFIX = ".pkl"
 
 
 @dataclasses.dataclass
@@ -69,6 +73,36 @@ def read_checkpoint(path: str | Path, key: str = "ckpt") -> dict[str, Any]:
     return state
 
 
+def read_pickle_checkpoint(path: str | Path, key: str = "pkl") -> dict[str, Any]:
+    """A network pickle converted to the checkpoint dict (see :mod:`dgan.interop.convert`).
+
+    Args:
+        path: the ``.pkl`` file.
+        key: the argument name used in error messages.
+    """
+    import pickle
+
+    from dgan.interop.convert import read_network_pickle_as_checkpoint
+    from dgan.interop.stylegan2_ada import MappingError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{key}={path}: no such network pickle; give a StyleGAN2-ADA .pkl")
+    try:
+        return read_network_pickle_as_checkpoint(path)
+    except (pickle.UnpicklingError, MappingError, EOFError, KeyError, ValueError) as err:
+        # UnsafePickleError is an UnpicklingError: it names the refused class.
+        text = " ".join(str(err).split())[:300]
+        raise ConfigError(f"{key}={path}: cannot convert the network pickle ({text})") from err
+
+
+def read_any_checkpoint(path: str | Path, key: str = "ckpt") -> dict[str, Any]:
+    """A dgan checkpoint, or a network pickle converted to one (by the ``.pkl`` suffix)."""
+    if Path(path).suffix == PICKLE_SUFFIX:
+        return read_pickle_checkpoint(path, key)
+    return read_checkpoint(path, key)
+
+
 def build_generator(config: dict[str, Any]) -> nn.Module:
     """A freshly initialised generator as ``config["model"]["generator"]`` describes it."""
     node = (config.get("model") or {}).get("generator")
@@ -80,14 +114,14 @@ def build_generator(config: dict[str, Any]) -> nn.Module:
 def load_generator(
     path: str | Path, device: torch.device | str = "cpu", key: str = "ckpt"
 ) -> LoadedGenerator:
-    """Rebuild G_ema of a dgan checkpoint and load its weights.
+    """Rebuild G_ema of a dgan checkpoint (or network pickle) and load its weights.
 
     Args:
-        path: the ``.ckpt`` file.
+        path: the ``.ckpt`` file, or a ``.pkl`` network pickle.
         device: where to put the generator.
         key: the argument name used in error messages.
     """
-    state = read_checkpoint(path, key)
+    state = read_any_checkpoint(path, key)
     config = state["dgan"]["config"]
     G = build_generator(config)
     weights = {

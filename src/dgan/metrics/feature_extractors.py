@@ -1,5 +1,9 @@
 """Feature extractors of the image metrics (Inception-v3, VGG16), built offline-first.
 
+Precision/recall (``prNk3_full``) uses NVIDIA's VGG16, the TorchScript ``vgg16.pt`` that
+StyleGAN2-ADA's metrics download, so the numbers compare with the papers'; torch-fidelity's
+torchvision VGG16 stays available as ``prNk3_torchvision_full``.
+
 torch-fidelity's extractors download their weights at first use. Compute nodes of a cluster
 often have no internet, and finding that out after hours of training loses the run, so here:
 
@@ -31,6 +35,11 @@ from dgan.files.atomic import atomic_path, atomic_write
 
 INCEPTION = "inception-v3-compat"
 VGG16 = "vgg16"
+VGG16_NVIDIA = "vgg16-nvidia"
+# StyleGAN2-ADA's metrics download NVIDIA's VGG16 (TorchScript) from here.
+NVIDIA_VGG16_URL = (
+    "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/vgg16.pt"
+)
 
 # The command users are told about when weights are missing.
 FETCH_COMMAND = "python -m dgan.metrics.fetch_weights DIR"
@@ -87,7 +96,13 @@ EXTRACTORS: dict[str, ExtractorSpec] = {
         name=VGG16,
         file_name=Path(_vgg16_url()).name,
         url=_vgg16_url(),
-        description="VGG16 (precision/recall)",
+        description="torchvision VGG16 (prNk3_torchvision_full)",
+    ),
+    VGG16_NVIDIA: ExtractorSpec(
+        name=VGG16_NVIDIA,
+        file_name=Path(NVIDIA_VGG16_URL).name,
+        url=NVIDIA_VGG16_URL,
+        description="NVIDIA's VGG16 of StyleGAN2-ADA (precision/recall, prNk3_full)",
     ),
 }
 
@@ -95,7 +110,8 @@ EXTRACTORS: dict[str, ExtractorSpec] = {
 # non-image metrics need none.
 _METRIC_EXTRACTORS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(fid|kid|is)\d+k?(_full)?"), INCEPTION),
-    (re.compile(r"pr\d+k?\d*(_full)?"), VGG16),
+    (re.compile(r"pr\d+k?3_full"), VGG16_NVIDIA),
+    (re.compile(r"pr\d+k?3_torchvision_full"), VGG16),
 ]
 
 DEFAULT_DOWNLOAD_TIMEOUT = 20.0
@@ -308,6 +324,22 @@ class FeatureExtractor:
         return {layer: feat.float() for layer, feat in zip(self.layers, out, strict=True)}
 
 
+class TorchScriptFeatures(nn.Module):
+    """NVIDIA's TorchScript VGG16 as an extractor: uint8 [N, 3, H, W] in (it resizes to 224
+    itself), ``(features [N, 4096],)`` out, as StyleGAN2-ADA calls it.
+
+    Args:
+        detector: the loaded TorchScript module (``torch.jit.load("vgg16.pt")``).
+    """
+
+    def __init__(self, detector: nn.Module) -> None:
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor]:
+        return (self.detector(images, return_features=True),)
+
+
 # Building Inception or VGG16 takes seconds and hundreds of MB; keep one per weights/device.
 _EXTRACTOR_CACHE: dict[tuple[str, str, str], FeatureExtractor] = {}
 
@@ -349,6 +381,9 @@ def build_feature_extractor(
         module = FeatureExtractorVGG16(
             VGG16, list(layers), feature_extractor_weights_path=str(path)
         )
+    elif extractor == VGG16_NVIDIA:
+        layers = ("features",)
+        module = TorchScriptFeatures(torch.jit.load(str(path), map_location="cpu"))
     else:
         raise ValueError(f"unknown extractor {extractor!r}; known: {', '.join(EXTRACTORS)}")
     module = module.to(device).eval().requires_grad_(False)

@@ -1,11 +1,13 @@
-"""Precision and recall (Kynkaanniemi et al., k = 3): ``prNk3_full`` on VGG16 fc2 features
-and ``pr_digitsN3_full`` on the digits classifier's, N fakes against N reals."""
+"""Precision and recall (Kynkaanniemi et al., k = 3), N fakes against N reals:
+``prNk3_full`` on NVIDIA's VGG16 features (StyleGAN2-ADA's metric, comparable with the papers),
+``prNk3_torchvision_full`` on torch-fidelity's torchvision VGG16 fc2 features, and
+``pr_digitsN3_full`` on the digits classifier's."""
 
 from __future__ import annotations
 
 import torch
 
-from dgan.metrics.feature_extractors import VGG16, FeatureExtractor
+from dgan.metrics.feature_extractors import VGG16, VGG16_NVIDIA, FeatureExtractor
 from dgan.metrics.feature_stats import (
     DIGITS_LAYER,
     count_tag,
@@ -20,6 +22,7 @@ from dgan.metrics.registry import MetricOptions, register_metric
 PR_NEIGHBORHOOD = 3
 PR_BATCH_SIZE = 10_000
 PR_LAYER = "fc2_relu"
+NVIDIA_PR_LAYER = "features"
 
 
 _PRC_FAKE_FIRST: bool | None = None
@@ -90,9 +93,19 @@ def precision_recall_of(opts: MetricOptions, extractor: FeatureExtractor, layer:
 
 @register_metric(r"pr(?P<num>\d+k)3_full")
 def pr_full(opts: MetricOptions) -> dict[str, float]:
-    """Precision/recall (k=3, VGG16) of N generated images against N training images."""
-    precision, recall = precision_recall_of(opts, pretrained_extractor(opts, VGG16), PR_LAYER)
+    """Precision/recall (k=3, NVIDIA's VGG16) of N generated images against N training images."""
+    precision, recall = precision_recall_of(
+        opts, pretrained_extractor(opts, VGG16_NVIDIA), NVIDIA_PR_LAYER
+    )
     name = f"pr{count_tag(num_fakes(opts))}3_full"
+    return {f"{name}_precision": precision, f"{name}_recall": recall}
+
+
+@register_metric(r"pr(?P<num>\d+k)3_torchvision_full")
+def pr_torchvision_full(opts: MetricOptions) -> dict[str, float]:
+    """Precision/recall (k=3) on torchvision's VGG16 fc2 features, N fakes against N reals."""
+    precision, recall = precision_recall_of(opts, pretrained_extractor(opts, VGG16), PR_LAYER)
+    name = f"pr{count_tag(num_fakes(opts))}3_torchvision_full"
     return {f"{name}_precision": precision, f"{name}_recall": recall}
 
 
