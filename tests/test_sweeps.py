@@ -139,6 +139,36 @@ def test_report_of_a_grid_with_a_lower_is_better_metric(tmp_path: Path, capsys) 
     assert rows[0]["metric"] == "kid" and float(rows[0]["best"]) == 0.1
 
 
+def test_group_by_reports_mean_std_and_n_over_seeds(tmp_path: Path, capsys) -> None:
+    sweep = tmp_path / "sweep"
+    finals = {("stylegan2", 0): (100.0, 0.5), ("stylegan2", 1): (110.0, 0.7),
+              ("none", 0): (130.0, 0.4), ("none", 1): (126.0, 0.2)}
+    for num, ((diffusion, seed), (fid, recall)) in enumerate(finals.items()):
+        evals = [{"kimg": 1.0, "fid": 999.0, "recall": 0.0},  # only the final record counts
+                 {"kimg": 2.0, "fid": fid, "recall": recall}]
+        _fake_job(sweep, num, [f"diffusion={diffusion}", f"seed={seed}"], evals)
+    assert report_main([str(sweep), "group_by=diffusion"]) == 0
+    assert "2 group(s)" in capsys.readouterr().out
+    rows = {r["diffusion"]: r for r in csv.DictReader((sweep / "sweep_groups.csv").open())}
+    assert set(rows) == {"stylegan2", "none"}
+    for diffusion in rows:
+        fids = [finals[(diffusion, s)][0] for s in (0, 1)]
+        recalls = [finals[(diffusion, s)][1] for s in (0, 1)]
+        row = rows[diffusion]
+        assert float(row["fid_mean"]) == pytest.approx(sum(fids) / 2)
+        assert float(row["fid_std"]) == pytest.approx(abs(fids[0] - fids[1]) / 2**0.5)
+        assert float(row["recall_mean"]) == pytest.approx(sum(recalls) / 2)
+        assert float(row["recall_std"]) == pytest.approx(abs(recalls[0] - recalls[1]) / 2**0.5)
+        assert row["fid_n"] == row["recall_n"] == "2"
+    table = (sweep / "sweep_groups.md").read_text()
+    assert "| diffusion | fid | recall |" in table and "105 ± 7.071 (n=2)" in table
+    assert (sweep / "sweep_groups.png").read_bytes().startswith(b"\x89PNG")
+    # A key no job overrides is one line naming the keys there are.
+    assert report_main([str(sweep), "--group-by", "model"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "diffusion, seed" in err
+
+
 def test_report_refuses_a_directory_without_jobs(tmp_path: Path, capsys) -> None:
     (tmp_path / "empty" / "0").mkdir(parents=True)
     assert report_main([str(tmp_path / "empty")]) == 2

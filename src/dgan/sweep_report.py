@@ -15,6 +15,14 @@ Flags:
                         (auto: metrics.higher_is_better of the job config, else from the name).
     --csv PATH          where to write the table (default: DIR/sweep_report.csv).
     --png PATH          where to write the plot (default: DIR/sweep_report.png).
+    --group-by K1,K2    also aggregate the jobs that share these keys' values (e.g. the seeds
+                        of each setting): mean, standard deviation and n of the final value of
+                        every metric, as DIR/sweep_groups.csv, sweep_groups.md (a Markdown
+                        table) and sweep_groups.png (error bars: one standard deviation).
+    --metrics M1,M2     the metrics to aggregate (default: every metric of the final records).
+
+Every flag may also be written ``key=value`` (``group_by=diffusion``), as the other commands
+take them.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import csv
 import dataclasses
 import math
 import re
+import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,6 +54,11 @@ PANEL_INCHES = (4.0, 3.2)
 # Up to this many distinct values (a grid) are each labelled on the x axis.
 MAX_VALUE_TICKS = 8
 STAT_COLUMNS = ("metric", "final", "final_kimg", "best", "best_kimg", "evaluations")
+GROUPS_CSV = "sweep_groups.csv"
+GROUPS_MD = "sweep_groups.md"
+GROUPS_PNG = "sweep_groups.png"
+# Significant digits of the Markdown table.
+MD_DIGITS = 4
 
 
 class ReportError(ValueError):
@@ -234,6 +248,115 @@ def plot(rows: Sequence[dict[str, Any]], keys: Sequence[str], metric: str, path:
     plt.close(fig)
 
 
+def final_value(job: Job, metric: str) -> float | None:
+    """The last logged value of ``metric`` in ``job`` (None when it never logged it)."""
+    values = [float(r[metric]) for r in job.records if metric in r]
+    return values[-1] if values else None
+
+
+def final_metrics(jobs: Sequence[Job]) -> list[str]:
+    """Every metric of the jobs' final records, in first-seen order."""
+    names: list[str] = []
+    for job in jobs:
+        for record in job.records[-1:]:
+            names += [k for k in record if k != "kimg" and k not in names]
+    return names
+
+
+def group_table(jobs: Sequence[Job], group_keys: Sequence[str], metrics: Sequence[str]
+                ) -> list[dict[str, Any]]:
+    """One row per group of jobs sharing ``group_keys``' values: the keys, then for each
+    metric ``M_mean``, ``M_std`` (sample standard deviation; blank for one job) and ``M_n``.
+
+    Args:
+        jobs: the jobs.
+        group_keys: the override keys that define a group (the others, e.g. seed, vary).
+        metrics: the metrics to aggregate (final values).
+    """
+    groups: dict[tuple[str, ...], list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(tuple(repr(job.overrides.get(k)) for k in group_keys), []).append(job)
+    rows = []
+    for members in groups.values():
+        row: dict[str, Any] = {k: members[0].overrides.get(k, "") for k in group_keys}
+        for metric in metrics:
+            values = [v for v in (final_value(job, metric) for job in members) if v is not None]
+            row[f"{metric}_mean"] = statistics.fmean(values) if values else ""
+            row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else ""
+            row[f"{metric}_n"] = len(values)
+        rows.append(row)
+    return sorted(rows, key=lambda r: [_natural_key(str(r[k])) for k in group_keys])
+
+
+def _cell(row: dict[str, Any], metric: str) -> str:
+    mean, std, n = row[f"{metric}_mean"], row[f"{metric}_std"], row[f"{metric}_n"]
+    if mean == "":
+        return "-"
+    spread = f" ± {std:.{MD_DIGITS}g}" if std != "" else ""
+    return f"{mean:.{MD_DIGITS}g}{spread} (n={n})"
+
+
+def write_groups(rows: Sequence[dict[str, Any]], group_keys: Sequence[str],
+                 metrics: Sequence[str], csv_path: Path, md_path: Path, png_path: Path) -> None:
+    """The grouped table as CSV, as Markdown (``mean ± std (n)``) and as error-bar plots."""
+    columns = [*group_keys, *(f"{m}_{s}" for m in metrics for s in ("mean", "std", "n"))]
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    with csv_path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| " + " | ".join([*group_keys, *metrics]) + " |",
+             "|" + "---|" * (len(group_keys) + len(metrics))]
+    lines += ["| " + " | ".join([*(str(row[k]) for k in group_keys),
+                                 *(_cell(row, m) for m in metrics)]) + " |" for row in rows]
+    md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on clusters and CI
+    import matplotlib.pyplot as plt
+
+    panels = max(len(metrics), 1)
+    fig, axes = plt.subplots(1, panels, squeeze=False,
+                             figsize=(PANEL_INCHES[0] * panels, PANEL_INCHES[1]))
+    labels = [", ".join(f"{k}={row[k]}" for k in group_keys) for row in rows]
+    for ax, metric in zip(axes[0], metrics, strict=False):
+        shown = [(i, row) for i, row in enumerate(rows) if row[f"{metric}_mean"] != ""]
+        ax.errorbar([i for i, _ in shown], [row[f"{metric}_mean"] for _, row in shown],
+                    yerr=[row[f"{metric}_std"] or 0.0 for _, row in shown], fmt="o", capsize=4)
+        ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{metric}: mean ± std over seeds")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+
+
+def report_groups(sweep_dir: Path, group_keys: Sequence[str],
+                  metrics: Sequence[str] | None = None) -> tuple[list[Path], list[dict[str, Any]]]:
+    """Write the grouped CSV, Markdown and PNG of a multirun; return their paths and rows.
+
+    Args:
+        sweep_dir: the multirun directory.
+        group_keys: the override keys that define a group.
+        metrics: the metrics to aggregate (None: every metric of the final records).
+    """
+    jobs = find_jobs(sweep_dir)
+    unknown = [k for k in group_keys if all(k not in job.overrides for job in jobs)]
+    if unknown:
+        keys = sorted({k for job in jobs for k in job.overrides})
+        raise ReportError(f"--group-by {','.join(unknown)}: no job overrides it; the jobs' "
+                          f"override keys are {', '.join(keys)}")
+    metrics = list(metrics) if metrics else final_metrics(jobs)
+    if not metrics:
+        raise ReportError(f"{sweep_dir}: no job has metrics.jsonl records yet")
+    rows = group_table(jobs, group_keys, metrics)
+    paths = [sweep_dir / GROUPS_CSV, sweep_dir / GROUPS_MD, sweep_dir / GROUPS_PNG]
+    write_groups(rows, group_keys, metrics, *paths)
+    return paths, rows
+
+
 def report(sweep_dir: Path, metric: str | None = None, keys: Sequence[str] | None = None,
            direction: str = "auto", csv_path: Path | None = None,
            png_path: Path | None = None) -> tuple[Path, Path, list[dict[str, Any]]]:
@@ -280,15 +403,37 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help=f"output table (default: DIR/{CSV_NAME})")
     parser.add_argument("--png", type=Path, default=None,
                         help=f"output plot (default: DIR/{PNG_NAME})")
-    return parser.parse_args(argv)
+    parser.add_argument("--group-by", default=None,
+                        help="comma-separated keys: mean, std and n of the jobs sharing their "
+                             f"values (DIR/{GROUPS_CSV}, {GROUPS_MD}, {GROUPS_PNG})")
+    parser.add_argument("--metrics", default=None,
+                        help="comma-separated metrics to aggregate with --group-by "
+                             "(default: every metric of the final records)")
+    args = sys.argv[1:] if argv is None else list(argv)
+    return parser.parse_args([_as_flag(arg) for arg in args])
+
+
+def _as_flag(arg: str) -> str:
+    """``key=value`` -> ``--key=value`` (underscores as dashes), the other commands' habit."""
+    key, sep, value = arg.partition("=")
+    if sep and not arg.startswith("-") and re.fullmatch(r"[a-z_]+", key):
+        return f"--{key.replace('_', '-')}={value}"
+    return arg
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    keys = [key.strip() for key in args.keys.split(",") if key.strip()] if args.keys else None
     try:
-        csv_path, png_path, rows = report(args.dir, args.metric, keys, args.direction,
-                                          args.csv, args.png)
+        csv_path, png_path, rows = report(args.dir, args.metric, _split(args.keys),
+                                          args.direction, args.csv, args.png)
+        group_keys = _split(args.group_by)
+        if group_keys:
+            paths, groups = report_groups(args.dir, group_keys, _split(args.metrics))
+            print(f"{len(groups)} group(s): {', '.join(str(p) for p in paths)}")
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
