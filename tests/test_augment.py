@@ -1,4 +1,4 @@
-"""Tests of dgan.augment: DiffAugment, the ADA pipeline, its tuner and the preview grid."""
+"""Tests of dgan.augment: DiffAugment, the ADA pipeline, how its p moves, the preview grid."""
 
 from __future__ import annotations
 
@@ -16,15 +16,14 @@ from dgan.augment import (
     OPS,
     POLICIES,
     AdaptiveAugment,
-    AdaptiveAugmentTuner,
     DiffAugment,
     augmentation_grid,
     lowpass_filter,
     preset_multipliers,
     resample,
-    tie_to_diffusion,
 )
 from dgan.augment.ada import DEFAULT_FILTER_BETA, DEFAULT_FILTER_TAPS
+from dgan.augment.probability import AugmentProbability
 
 SIZE = 16
 SMALL = 8
@@ -364,70 +363,90 @@ def test_grey_images_get_colour_ops() -> None:
     assert out.shape == x.shape and _changed(out, x).all()
 
 
-# ------------------------------------------------------------------------ tuner
+# ------------------------------------------------------------------------ ADA's p
 
 
-def _real_logits(sign: float, n: int = 16) -> torch.Tensor:
-    return sign * (torch.rand(n, 1) + 0.1)
+class _Strategy:
+    def reduce(self, value: torch.Tensor, reduce_op: str = "sum") -> torch.Tensor:
+        return value  # one process
 
 
-def test_tuner_moves_p_up_when_overfitting_and_down_otherwise() -> None:
-    batch, interval, ada_kimg, p_init = 16, 4, 2.0, 0.5
+class _Trainer:
+    """What the p callbacks read of a Lightning trainer."""
+
+    strategy = _Strategy()
+    log_every_n_steps = 1000
+    should_stop = False
+    is_global_zero = True
+    global_step = 0
+    loggers: list = []
+
+
+class _Module(torch.nn.Module):
+    """What the p callbacks read of the training module."""
+
+    def __init__(self, diffusion: torch.nn.Module | None = None, batch_size: int = 16) -> None:
+        super().__init__()
+        self.augment = AdaptiveAugment()
+        self.diffusion = diffusion
+        self.batch_size = batch_size
+        self.cur_step = 0
+        self.kimg = 0.0
+
+    def log_dict(self, *args, **kwargs) -> None:
+        pass
+
+
+def _step(callback: AugmentProbability, module: _Module, real_sign: float, n: int = 16) -> None:
+    signs = real_sign * torch.ones(n)
+    outputs = {"real_signs": signs.sum(), "real_count": torch.tensor(float(n))}
+    callback.on_train_batch_start(_Trainer(), module, None, 0)
+    callback.on_train_batch_end(_Trainer(), module, outputs, None, 0)
+    module.cur_step += 1
+
+
+def test_without_diffusion_ada_p_follows_its_own_heuristic() -> None:
+    batch, interval, ada_kimg = 16, 4, 2.0
     step = batch * interval / (ada_kimg * 1000)
-    tuner = AdaptiveAugmentTuner(interval=interval, ada_kimg=ada_kimg, p_init=p_init)
+    module = _Module(batch_size=batch)
+    callback = AugmentProbability(interval=interval, ada_kimg=ada_kimg)
     for i in range(interval):
-        tuner.observe(_real_logits(+1.0, batch))
-        assert tuner.step() == (i == interval - 1)
-        if i < interval - 1:
-            assert tuner.p.item() == p_init  # nothing moves between updates
-    assert tuner.r_t.item() == 1.0
-    assert tuner.p.item() == pytest.approx(p_init + step)
+        _step(callback, module, +1.0, batch)  # r_t = 1 > target 0.6: D overfits
+        expected = step if i == interval - 1 else 0.0  # nothing moves between updates
+        assert module.augment.p.item() == pytest.approx(expected)
     for _ in range(interval):
-        tuner.observe(_real_logits(-1.0, batch))
-        tuner.step()
-    assert tuner.p.item() == pytest.approx(p_init)
-    # r_t = 0.5 < target 0.6: a mixed batch moves p down.
-    mixed = torch.cat([_real_logits(+1.0, 12), _real_logits(-1.0, 4)])
-    for _ in range(interval):
-        tuner.observe(mixed)
-        tuner.step()
-    assert tuner.r_t.item() == pytest.approx(0.5)
-    assert tuner.p.item() == pytest.approx(p_init - step)
+        _step(callback, module, -1.0, batch)
+    assert module.augment.p.item() == pytest.approx(0.0)
+    for _ in range(interval):  # clamped at 0
+        _step(callback, module, -1.0, batch)
+    assert module.augment.p.item() == 0.0
 
 
-def test_tuner_clamps_and_drives_its_augment_module() -> None:
-    augment = AdaptiveAugment()
-    tuner = AdaptiveAugmentTuner(interval=1, ada_kimg=0.001, augment=augment, batch_size=64)
-    assert "augment" not in dict(tuner.named_children())
-    tuner.observe(_real_logits(+1.0))
-    tuner.step()
-    assert tuner.p.item() == 1.0 and augment.p.item() == 1.0
-    tuner.observe(_real_logits(-1.0))
-    tuner.step()
-    assert tuner.p.item() == 0.0 and augment.p.item() == 0.0
+def test_with_diffusion_ada_p_is_the_diffusions_capped() -> None:
+    from dgan.diffusion import Diffusion
+
+    diffusion = Diffusion()
+    module = _Module(diffusion=diffusion)
+    callback = AugmentProbability(ada_maxp=0.25)
+    for p, expected in ((0.1, 0.1), (0.9, 0.25)):
+        diffusion.set_p(p)
+        _step(callback, module, +1.0)
+        assert module.augment.p.item() == pytest.approx(expected)
+    with pytest.raises(ValueError, match="ada_maxp"):
+        AugmentProbability(ada_maxp=2.0)
 
 
-def test_tuner_state_round_trips() -> None:
-    source = AdaptiveAugmentTuner(interval=4, ada_kimg=1.0)
+def test_ada_p_state_round_trips() -> None:
+    source, module = AugmentProbability(interval=4, ada_kimg=1.0), _Module()
     for _ in range(6):  # one update and two steps into the next interval
-        source.observe(_real_logits(+1.0))
-        source.step()
-    target = AdaptiveAugmentTuner(interval=4, ada_kimg=1.0)
+        _step(source, module, +1.0)
+    target, copy = AugmentProbability(interval=4, ada_kimg=1.0), _Module()
     target.load_state_dict(source.state_dict())
-    assert target.steps == source.steps and torch.equal(target.stats, source.stats)
+    copy.augment.load_state_dict(module.augment.state_dict())
     for _ in range(2):
-        for tuner in (source, target):
-            tuner.observe(_real_logits(+1.0))
-            tuner.step()
-    assert torch.equal(target.p, source.p) and target.p.item() > 0
-
-
-def test_tie_to_diffusion() -> None:
-    assert tie_to_diffusion(0.1) == 0.1
-    assert tie_to_diffusion(0.9) == 0.25
-    assert tie_to_diffusion(torch.tensor(0.9), ada_maxp=0.5) == 0.5
-    with pytest.raises(ValueError):
-        tie_to_diffusion(0.5, ada_maxp=2.0)
+        _step(source, module, +1.0)
+        _step(target, copy, +1.0)
+    assert torch.equal(copy.augment.p, module.augment.p) and module.augment.p.item() > 0
 
 
 # ------------------------------------------------------------------------ grid

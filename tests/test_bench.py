@@ -62,6 +62,12 @@ def test_bench_tiny_writes_json_and_table(tmp_path: Path) -> None:
         assert training["overhead"] == pytest.approx(
             training["diffusion"]["step_s"] / training["none"]["step_s"])
         d = results["diffusion"][preset]
+        # The cost of each augmentation: G main, D main (fakes and reals), D reg every 16.
+        augmentation = results["augmentation"][preset]
+        assert set(augmentation) == {"diffaug", "ada_p1", "ada_p0.25"}
+        assert all(a["per_step_s"] > 0 and a["calls_per_step"] == pytest.approx(3 + 1 / 16)
+                   for a in augmentation.values())
+        assert "augment ada_p1" in table
         assert d["per_call_s"] > 0 and 0 < d["share_of_step"] < 1
         assert results["generation"][preset]["images_per_s"] > 0
     assert results["features"]["digits"]["images_per_s"] > 0

@@ -344,6 +344,46 @@ def time_call(fn: Callable[[], Any], device: torch.device, warmup: int, repeats:
     return statistics.median(samples)
 
 
+# Batches of D inputs each phase diffuses (and augments): G main the fakes, D main the fakes
+# and the reals, D reg the reals (a fused Dboth scores them once for both); path length none.
+PHASE_INPUT_BATCHES = {"Gmain": 1, "Gboth": 1, "Dmain": 2, "Dboth": 2, "Greg": 0, "Dreg": 1}
+
+
+def input_calls_per_step(module: Any) -> float:
+    """Batches that go through the diffusion (and augmentation) per step, from the phase
+    table (reg phases at their share of the steps)."""
+    calls = 0.0
+    for phase in module.phases:
+        if phase.name.endswith("reg") and not module.loss.regularises(phase.network):
+            continue
+        calls += PHASE_INPUT_BATCHES[phase.name] / phase.interval
+    return calls
+
+
+def measure_augmentation(module: Any, step_s: float, opts: Options, device: torch.device
+                         ) -> dict[str, Any]:
+    """Cost of DiffAugment and of ADA (at p 1 and at its cap 0.25), forward and backward, per
+    call, per step and as a share of the step without augmentation."""
+    from dgan.augment import AdaptiveAugment, DiffAugment
+
+    G = module.G
+    x = torch.randn(int(module.batch_size), G.img_channels, G.img_resolution, G.img_resolution,
+                    device=device, requires_grad=True)
+    calls = input_calls_per_step(module)
+    out: dict[str, Any] = {}
+    for name, augment in (("diffaug", DiffAugment()), ("ada_p1", AdaptiveAugment(p=1.0)),
+                          ("ada_p0.25", AdaptiveAugment(p=0.25))):
+        augment = augment.to(device)
+
+        def call(augment: torch.nn.Module = augment) -> None:
+            augment(x).sum().backward()
+
+        per_call = time_call(call, device, opts.warmup, opts.repeats, inner=3)
+        out[name] = {"per_call_s": per_call, "calls_per_step": calls,
+                     "per_step_s": calls * per_call, "share_of_step": calls * per_call / step_s}
+    return out
+
+
 def measure_diffusion(module: Any, step_s: float, opts: Options, device: torch.device
                       ) -> dict[str, Any]:
     """Cost of t sampling + q_sample (forward and backward) per call, per step and its share."""
@@ -358,19 +398,12 @@ def measure_diffusion(module: Any, step_s: float, opts: Options, device: torch.d
         y.sum().backward()
 
     per_call = time_call(call, device, opts.warmup, opts.repeats, inner=10)
+    calls = input_calls_per_step(module)
     adaptive = module.adaptive
     interval = adaptive.interval if adaptive is not None else 1
     target = adaptive.d_target if adaptive is not None else 0.0
     adapt = time_call(lambda: adjust_p(diffusion, torch.ones((), device=device), target, 0, 1.0),
                       device, opts.warmup, opts.repeats, inner=10)
-    # Per step, from the phase table: G main diffuses the fakes, D main the fakes and the
-    # reals, D reg the reals every d_reg_interval steps.
-    calls = 0.0
-    for phase in module.phases:
-        share = 1 / phase.interval
-        calls += {"Gmain": 1, "Gboth": 1, "Dmain": 2, "Dboth": 2}.get(phase.name, 0) * share
-        if phase.name == "Dreg" and module.loss.regularises("D"):
-            calls += share
     per_step = calls * per_call + adapt / interval
     return {"per_call_s": per_call, "calls_per_step": calls, "adapt_s": adapt,
             "per_step_s": per_step, "share_of_step": per_step / step_s}
@@ -456,6 +489,9 @@ def format_table(results: dict[str, Any]) -> str:
         lines.append(f"{preset:<8} overhead x{r['overhead']:.3f} (with / without diffusion); "
                      f"diffusion itself {d['per_step_s'] * 1e3:.2f} ms/step = "
                      f"{d['share_of_step'] * 100:.2f}% of the step")
+        for name, a in results.get("augmentation", {}).get(preset, {}).items():
+            lines.append(f"{preset:<8} augment {name:<9} {a['per_step_s'] * 1e3:8.2f} ms/step "
+                         f"= {a['share_of_step'] * 100:.2f}% of the step")
     lines += ["", "generation (G_ema) and metric features, images/s"]
     for preset, g in results["generation"].items():
         lines.append(f"  G_ema {preset:<8} batch {g['batch']:>4}: {g['images_per_s']:.1f}")
@@ -482,7 +518,8 @@ def run(opts: Options) -> dict[str, Any]:
             raise SystemExit(f"error: --{name} {value} must be >= 1")
     device = resolve_device(opts.device)
     results: dict[str, Any] = {"environment": environment(device, opts), "training": {},
-                               "diffusion": {}, "generation": {}, "notes": []}
+                               "diffusion": {}, "augmentation": {}, "generation": {},
+                               "notes": []}
     notes = results["notes"]
     if device.type == "cpu" and opts.batch is None and not opts.tiny:
         notes.append("CPU: small per-step batches (" + ", ".join(
@@ -498,6 +535,9 @@ def run(opts: Options) -> dict[str, Any]:
             module = built["module"]
             results["diffusion"][preset] = measure_diffusion(
                 module, summary["diffusion"]["step_s"], opts, device)
+            if hasattr(module.G, "img_resolution"):  # images, not 2-D points
+                results["augmentation"][preset] = measure_augmentation(
+                    module, summary["none"]["step_s"], opts, device)
             results["generation"][preset] = measure_generation(module, opts, device)
     if opts.features:
         batch = opts.batch or (TINY_BATCH if opts.tiny else 32)
@@ -558,7 +598,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
 def main(argv: list[str] | None = None) -> None:
     # Lightning's start-up banners would be printed once per timed fit.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    run(parse_args(argv))
+    from dgan.config.cli_args import dashed
+
+    run(parse_args(dashed(sys.argv[1:] if argv is None else argv)))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from dgan.augment.ada import (
 )
 from dgan.augment.diffaugment import POLICIES, DiffAugment, parse_policy
 from dgan.augment.grid import augmentation_grid
-from dgan.augment.heuristic import AdaptiveAugmentTuner, tie_to_diffusion
+from dgan.augment.probability import AugmentProbability
 
 __all__ = [
     "BLIT_OPS",
@@ -26,7 +26,7 @@ __all__ = [
     "OPS",
     "POLICIES",
     "AdaptiveAugment",
-    "AdaptiveAugmentTuner",
+    "AugmentProbability",
     "DiffAugment",
     "augmentation_grid",
     "lowpass_filter",
@@ -34,5 +34,4 @@ __all__ = [
     "preset_multipliers",
     "reflect_pad",
     "resample",
-    "tie_to_diffusion",
 ]

@@ -20,6 +20,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from torch import nn
 
 from dgan.diffusion.process import Diffusion
 from dgan.tracking.records import DeferredRecords, write_scalars
@@ -33,12 +34,13 @@ IMAGES_PER_KIMG = 1000
 
 
 @torch.no_grad()
-def adjust_p(diffusion: Diffusion, r_d: torch.Tensor | float, d_target: float, num_images: int,
-             ada_kimg: float) -> None:
+def adjust_p(diffusion: Diffusion | nn.Module, r_d: torch.Tensor | float, d_target: float,
+             num_images: int, ada_kimg: float) -> None:
     """One adaptive step: p += sign(r_d - d_target) * num_images / (ada_kimg * 1000).
 
     Args:
-        diffusion: the diffusion whose p (and so T) moves.
+        diffusion: the diffusion whose p (and so T) moves; any module with ``p`` and
+            ``set_p`` (ADA's augmentation follows the same rule).
         r_d: E[sign(D logit)] of diffused reals since the last update (tensor, any device).
         d_target: the target of r_d; above it the chain grows.
         num_images: real images shown since the last update, over all ranks.
@@ -53,7 +55,9 @@ class AdaptiveDiffusion(DeferredRecords, L.Callback):
     """Updates ``pl_module.diffusion`` from the real logits the loss reports.
 
     Built from the run's ``adaptive`` config node and owned by the module, whose
-    ``configure_callbacks`` returns it.
+    ``configure_callbacks`` returns it. The same overfitting heuristic drives ADA's p in a run
+    without diffusion (:class:`dgan.augment.probability.AugmentProbability`): a subclass sets
+    ``drives`` to the module attribute it moves.
 
     Args:
         d_target: target of r_d = E[sign(D(y_real))]; above it the chain grows.
@@ -83,10 +87,22 @@ class AdaptiveDiffusion(DeferredRecords, L.Callback):
         # and T, asserts they agree on every rank and logs them there (one file per rank).
         self.sync_check_dir: str | None = os.environ.get(SYNC_CHECK_ENV) or None
 
+    # The module attribute whose p this callback moves, and the names of its logged records.
+    drives = "diffusion"
+    record_keys = RECORD_KEYS
+
+    def _values(self, driven: nn.Module, r_d: torch.Tensor) -> torch.Tensor:
+        """The record of one update (RECORD_KEYS), on the device."""
+        return torch.stack([driven.p.float(), driven.T.float(), r_d.float()])
+
+    def _progress(self, driven: nn.Module) -> dict[str, torch.Tensor]:
+        """What the progress bar shows of the driven module."""
+        return {"p": driven.p, "T": driven.T.float()}
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
-        diffusion = pl_module.diffusion
-        if diffusion is None or not outputs:
+        driven = getattr(pl_module, self.drives, None)
+        if driven is None or not outputs:
             return
         signs = outputs["real_signs"].detach().float()
         count = outputs["real_count"].to(signs.device).float()
@@ -97,24 +113,22 @@ class AdaptiveDiffusion(DeferredRecords, L.Callback):
             self._update(trainer, pl_module)
         if trainer.should_stop or pl_module.cur_step % max(trainer.log_every_n_steps, 1) == 0:
             self.flush_records(trainer)
-            pl_module.log_dict({"p": diffusion.p, "T": diffusion.T.float()}, prog_bar=True,
-                               logger=False, on_step=True, on_epoch=False)
+            pl_module.log_dict(self._progress(driven), prog_bar=True, logger=False,
+                               on_step=True, on_epoch=False)
 
     def _update(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        diffusion = pl_module.diffusion
+        driven = getattr(pl_module, self.drives)
         # Every rank joins the reduction; the update itself is then identical everywhere.
         totals = torch.stack([self._signs, self._count])
         totals = trainer.strategy.reduce(totals, reduce_op="sum")
         r_d = totals[0] / totals[1].clamp(min=1)
-        adjust_p(diffusion, r_d, self.d_target, pl_module.batch_size * self._steps,
-                 self.ada_kimg)
+        adjust_p(driven, r_d, self.d_target, pl_module.batch_size * self._steps, self.ada_kimg)
         self.last_r_d = r_d
         self._signs = self._count = None
         self._steps = 0
-        if self.sync_check_dir is not None:
+        if self.sync_check_dir is not None and self.drives == "diffusion":
             self._check_sync(trainer, pl_module)
-        values = torch.stack([diffusion.p.float(), diffusion.T.float(), r_d.float()])
-        self._records.append((pl_module.kimg, trainer.global_step, values))
+        self._records.append((pl_module.kimg, trainer.global_step, self._values(driven, r_d)))
 
     def flush_records(self, trainer: L.Trainer) -> None:
         """Log the held p, T, r_d records (one host copy for all of them)."""
@@ -123,7 +137,7 @@ class AdaptiveDiffusion(DeferredRecords, L.Callback):
             return
         rows = torch.stack([values for _, _, values in records]).cpu().tolist()
         for (kimg, step, _), row in zip(records, rows, strict=True):
-            write_scalars(trainer, dict(zip(RECORD_KEYS, row, strict=True)), kimg, step)
+            write_scalars(trainer, dict(zip(self.record_keys, row, strict=True)), kimg, step)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.flush_records(trainer)
