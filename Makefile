@@ -10,10 +10,13 @@ ARGS ?=
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# constraints.txt holds the versions the suite was tested with (see its header).
+EXTRAS ?= dev,sweep,tensorboard,notebook
+
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,sweep]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -133,7 +133,7 @@ def test_key_value_arguments() -> None:
     assert opts.metrics == ["a", "b"] and opts.seed == 3 and opts.trunc == 0.5
     assert extra == {"dataset": {"path": "/x.zip"}}
     assert parse_key_values(["metrics=a,b"], evaluate.EvaluateOptions)[0].metrics == ["a", "b"]
-    with pytest.raises(ConfigError, match="nope: unknown key; valid keys: ckpt, images"):
+    with pytest.raises(ConfigError, match="nope: unknown key; valid keys: ckpt, pkl, images"):
         parse_key_values(["nope=1"], evaluate.EvaluateOptions)
     with pytest.raises(ConfigError, match="not key=value"):
         parse_key_values(["ckpt"], evaluate.EvaluateOptions)

@@ -58,7 +58,12 @@ def wandb_run(tmp_path_factory):
                       "logger.wandb.log_model=true"], run_dir)
     finally:
         wandb.finish()  # what dgan.train does at the end of every job
-    return run, read_offline_run(run_dir)
+        # finish hands the last records to wandb's service process, which writes them when it
+        # gets to it (late on a busy machine); teardown returns once the service has exited.
+        wandb.teardown()
+    offline = read_offline_run(run_dir)
+    assert offline.exit_code == 0, "the run file lacks its exit record: not fully written"
+    return run, offline
 
 
 @pytest.fixture(scope="module")
@@ -156,9 +161,15 @@ def test_csv_run_writes_the_same_scalars_and_pngs(csv_run, wandb_run) -> None:
 
 
 def test_wandb_disabled_writes_no_run(tmp_path) -> None:
+    import wandb
+
     cfg = compose_train(SHORT + ["logger=wandb", "logger.wandb.mode=disabled"], tmp_path / "r")
-    build_run(cfg)
+    try:
+        build_run(cfg)
+    finally:
+        wandb.finish()  # a run left open would be reused by the next test's logger
     assert not list(tmp_path.rglob("offline-run-*")) and not list(tmp_path.rglob("run-*.wandb"))
+    assert not list(tmp_path.rglob("wandb_run_id.txt"))  # no run to resume
 
 
 def test_t_buckets_cover_one_to_T_once() -> None:

@@ -40,6 +40,7 @@ from typing import Any
 
 import yaml
 
+from dgan.config.cli_args import dashed
 from dgan.files.run_files import read_metrics
 from dgan.metrics.direction import higher_is_better
 
@@ -410,15 +411,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="comma-separated metrics to aggregate with --group-by "
                              "(default: every metric of the final records)")
     args = sys.argv[1:] if argv is None else list(argv)
-    return parser.parse_args([_as_flag(arg) for arg in args])
-
-
-def _as_flag(arg: str) -> str:
-    """``key=value`` -> ``--key=value`` (underscores as dashes), the other commands' habit."""
-    key, sep, value = arg.partition("=")
-    if sep and not arg.startswith("-") and re.fullmatch(r"[a-z_]+", key):
-        return f"--{key.replace('_', '-')}={value}"
-    return arg
+    return parser.parse_args(dashed(args))
 
 
 def _split(text: str | None) -> list[str] | None:

@@ -7,15 +7,52 @@ names and fits them. Returns the headline metric, for sweepers that optimise it.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import hydra
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
-from dgan.callbacks.preemption import Preempted
-from dgan.config.builder import ConfigError, build_run
+from dgan.callbacks.preemption import (
+    DEFAULT_SIGNALS,
+    Preempted,
+    PreemptionCheckpoint,
+    SignalGuard,
+    StoppedOnBadFile,
+    mark_training_done,
+)
+from dgan.config.builder import ConfigError, Run, build_run
 from dgan.config.launch import check_launch
 from dgan.config.paths import CONFIG_DIR
+from dgan.config.warnings import quiet_known_warnings
+from dgan.data.images import ImageFileError
+from dgan.files.console_log import LOG_FILE, ConsoleLog
+from dgan.files.writable import check_creatable_dir
 from dgan.tracking.loggers import finish_wandb
+
+# Exit status of a run stopped by an image file it cannot read (after its checkpoint).
+EXIT_BAD_FILE = 1
+# Exit status of a run interrupted with nothing saved (Ctrl-C before training, or twice): the
+# shell's 128 + SIGINT.
+EXIT_INTERRUPTED = 130
+
+
+def guarded_signals(cfg: DictConfig) -> list[str]:
+    """The signals a completed run ignores: the defaults and those the preemption callback takes.
+
+    Args:
+        cfg: the run config.
+    """
+    node = (cfg.get("callbacks") or {}).get("preemption")
+    configured = list(node.get("signals") or []) if node is not None else []
+    return list(dict.fromkeys([*DEFAULT_SIGNALS, *configured]))
+
+
+def _bad_file_stop(run: Run, error: ImageFileError) -> StoppedOnBadFile:
+    """The stop to report for ``error``, with the checkpoint the preemption callback saved."""
+    saved = next((cb.saved_on_error for cb in run.trainer.callbacks
+                  if isinstance(cb, PreemptionCheckpoint)), None)
+    return StoppedOnBadFile(error, saved, float(run.module.kimg))
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -23,19 +60,38 @@ def train(cfg: DictConfig) -> float | None:
     check_launch(cfg)
     run = build_run(cfg)
     print(f"[dgan] run directory: {run.run_dir}", flush=True)
-    try:
-        run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=run.ckpt_path)
-    except BaseException:
-        finish_wandb(run.trainer.loggers, exit_code=1)
-        raise
-    finish_wandb(run.trainer.loggers)  # each job of a multirun is its own W&B run
-    print(f"[dgan] finished at kimg {run.module.kimg:.1f}; run directory: {run.run_dir}",
-          flush=True)
-    return run.headline_value()
+    with SignalGuard(guarded_signals(cfg)):
+        try:
+            run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=run.ckpt_path)
+        except Preempted as stop:
+            finish_wandb(run.trainer.loggers, exit_code=stop.exit_code)
+            raise
+        except ImageFileError as err:
+            finish_wandb(run.trainer.loggers, exit_code=EXIT_BAD_FILE)
+            raise _bad_file_stop(run, err) from None
+        except BaseException:
+            finish_wandb(run.trainer.loggers, exit_code=1)
+            raise
+        # Without a preemption callback nobody has said so yet; from here on a signal is noted.
+        mark_training_done()
+        finish_wandb(run.trainer.loggers)  # each job of a multirun is its own W&B run
+        print(f"[dgan] finished at kimg {run.module.kimg:.1f}; run directory: {run.run_dir}",
+              flush=True)
+        return run.headline_value()
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
+    """The Hydra app: one job (a multirun calls it once per job), printed into train.log."""
+    quiet_known_warnings()
+    if rank_zero_only.rank != 0:
+        return job(cfg)  # the other DDP ranks print nothing worth a second copy
+    with ConsoleLog(Path(cfg.paths.output_dir) / LOG_FILE):
+        return job(cfg)
+
+
+def job(cfg: DictConfig) -> float | None:
+    """:func:`train`, with every expected stop turned into its exit status and one line."""
     try:
         return train(cfg)
     except ConfigError as err:
@@ -43,9 +99,67 @@ def main(cfg: DictConfig) -> float | None:
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
     except Preempted as stop:
-        # SIGTERM/SIGUSR1: the checkpoint is written; a clean exit so that the scheduler (or a
-        # retry loop with resume=auto) can start the run again.
+        # SIGTERM/SIGUSR1/SIGINT: the checkpoint is written; a clean exit so that the scheduler
+        # (or a retry loop with resume=auto) can start the run again.
         sys.exit(stop.exit_code)
+    except StoppedOnBadFile as stop:
+        # A truncated or unreadable image: one line naming it (the checkpoint is written).
+        print(f"error: {stop.line()}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_BAD_FILE)
+    except KeyboardInterrupt:
+        print("[dgan] interrupted: nothing saved", file=sys.stderr, flush=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+# Hydra's own options: they keep their dashes (every other --key=value becomes key=value).
+HYDRA_FLAGS = ("--help", "--hydra-help", "--version", "--cfg", "--resolve", "--package",
+               "--run", "--multirun", "--shell-completion", "--config-path", "--config-name",
+               "--config-dir", "--info", "--experimental-rerun")
+# Where Hydra puts the run (or sweep) directory unless hydra.run.dir / hydra.sweep.dir say.
+DEFAULT_OUTPUT_ROOTS = {"hydra.run.dir": "outputs", "hydra.sweep.dir": "multirun"}
+
+
+def hydra_argv(argv: list[str]) -> list[str]:
+    """``--key=value`` -> ``key=value`` (the one habit of every dgan command); Hydra's flags
+    (``-m``, ``--multirun``, ``--cfg job``, ``--config-name=...``) stay as they are.
+
+    Args:
+        argv: the arguments (without the program name).
+    """
+    out = []
+    for arg in argv:
+        name = arg.partition("=")[0]
+        if arg.startswith("--") and "=" in arg and name not in HYDRA_FLAGS:
+            arg = arg[2:]
+        out.append(arg)
+    return out
+
+
+def check_output_dirs(argv: list[str]) -> None:
+    """The run (or sweep) directory can be made, before Hydra makes it (a traceback there).
+
+    Args:
+        argv: the Hydra arguments.
+    """
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    path = DEFAULT_OUTPUT_ROOTS[key]
+    for arg in argv:
+        name, _, value = arg.lstrip("+").partition("=")
+        if name == key and "${" not in value:  # an interpolation: Hydra resolves it
+            path = value
+    check_creatable_dir(path, key)
+
+
+def main() -> None:
+    """``python -m dgan.train`` / ``dgan-train``: takes ``key=value`` and ``--key=value``."""
+    sys.argv[1:] = hydra_argv(sys.argv[1:])
+    try:
+        check_output_dirs(sys.argv[1:])
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    hydra_main()
 
 
 if __name__ == "__main__":

@@ -9,18 +9,36 @@ import lightning as L
 
 from dgan.callbacks.cadence import EveryKimg
 from dgan.files.atomic import atomic_path
-from dgan.tracking.records import log_checkpoint
+from dgan.tracking.records import flush_deferred_records, log_checkpoint
 
 LAST = "last.ckpt"
 
 
+def flush_loggers(trainer: L.Trainer) -> None:
+    """Write out every record made so far: the callbacks' held records, the loggers' buffers.
+
+    A checkpoint is where a resumed run starts; its history files must hold everything logged
+    before it, since what a crash loses after the last write is never logged again.
+
+    Args:
+        trainer: the trainer whose callbacks and loggers are flushed (call it on every rank).
+    """
+    flush_deferred_records(trainer)
+    if trainer.is_global_zero:
+        for logger in trainer.loggers:
+            logger.save()
+
+
 def save_checkpoint_atomic(trainer: L.Trainer, path: str | Path) -> None:
     """Save the trainer's state to ``path`` atomically. Call it on every rank."""
+    flush_loggers(trainer)
     if trainer.is_global_zero:
         with atomic_path(path) as tmp:
-            trainer.save_checkpoint(tmp)  # collective: every rank takes part, rank 0 writes
+            # weights_only=False: the full state (optimizers, callbacks), said so Lightning does
+            # not log that it chose it.
+            trainer.save_checkpoint(tmp, weights_only=False)  # collective: rank 0 writes
     else:
-        trainer.save_checkpoint(path)  # writes nothing off rank 0, joins the collectives
+        trainer.save_checkpoint(path, weights_only=False)  # writes nothing off rank 0, joins
     trainer.strategy.barrier("dgan_checkpoint")
 
 

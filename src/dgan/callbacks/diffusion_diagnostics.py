@@ -76,6 +76,7 @@ class DiffusionDiagnostics(L.Callback):
         self.history: list[list[float]] = []  # rows of (kimg, p, T), read back
         self._pending_kimg: list[float] = []
         self._pending: list[torch.Tensor] = []  # stacked (p, T) on the device, not read yet
+        self._final: tuple[float, Any] | None = None  # (kimg, diffusion) of the last step
         self.last_rows: list[list[Any]] = []
 
     # ------------------------------------------------------------------ hooks
@@ -86,7 +87,13 @@ class DiffusionDiagnostics(L.Callback):
             return
         diffusion = pl_module.diffusion
         period = self.history_every_n_steps or max(trainer.log_every_n_steps, 1)
-        if diffusion is not None and pl_module.cur_step % period == 0:
+        if diffusion is not None and trainer.should_stop:
+            # The last step's point, read when the history is next flushed (by then the
+            # adaptive update of this step, a later callback, has moved p in place): the final
+            # checkpoint, written before the end-of-training evaluation, must hold it, or a
+            # run resumed from it to train longer loses it.
+            self._final = (pl_module.kimg, diffusion)
+        elif diffusion is not None and pl_module.cur_step % period == 0:
             self._pending_kimg.append(pl_module.kimg)
             self._pending.append(torch.stack([diffusion.p.detach().float(),
                                               diffusion.T.detach().float()]))
@@ -105,7 +112,7 @@ class DiffusionDiagnostics(L.Callback):
         kimg = pl_module.kimg
         self._flush_history()
         diffusion = pl_module.diffusion
-        if diffusion is not None:
+        if diffusion is not None and not (self.history and self.history[-1][0] == kimg):
             self.history.append([kimg, float(diffusion.p), float(diffusion.T)])
         rows = self.score(trainer.datamodule.dataset, pl_module)
         self.last_rows = rows
@@ -169,6 +176,10 @@ class DiffusionDiagnostics(L.Callback):
             self.history.extend([k, p, T] for k, (p, T) in zip(self._pending_kimg, values,
                                                                strict=True))
         self._pending, self._pending_kimg = [], []
+        if self._final is not None:
+            kimg, diffusion = self._final
+            self.history.append([kimg, float(diffusion.p), float(diffusion.T)])
+            self._final = None
 
     def _write_history(self) -> None:
         buffer = io.StringIO()

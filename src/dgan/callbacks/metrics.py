@@ -16,7 +16,7 @@ from dgan.files.run_files import append_metrics
 from dgan.metrics.direction import higher_is_better
 from dgan.metrics.feature_extractors import check_weights_available
 from dgan.metrics.registry import MetricOptions, compute_metric, lookup_metric
-from dgan.tracking.records import log_scalars
+from dgan.tracking.records import declare_headline, log_checkpoint, log_scalars
 
 SUMMARY_FILE = "metrics_summary.json"
 BEST_CHECKPOINT = "best.ckpt"
@@ -62,6 +62,7 @@ class MetricsCallback(L.Callback):
         self.best: dict[str, float] | None = None
         self.final: dict[str, float] | None = None
         self.final_kimg: float | None = None
+        self._headline_declared = False
 
     @property
     def headline(self) -> str | None:
@@ -131,8 +132,18 @@ class MetricsCallback(L.Callback):
                 if self.save_best:
                     from dgan.callbacks.checkpoint import save_checkpoint_atomic
 
-                    save_checkpoint_atomic(trainer, self.run_dir / "checkpoints" / BEST_CHECKPOINT)
+                    best_path = self.run_dir / "checkpoints" / BEST_CHECKPOINT
+                    save_checkpoint_atomic(trainer, best_path)
+                    if trainer.is_global_zero:
+                        # W&B (log_model=true) moves its "best" alias to this version.
+                        log_checkpoint(trainer, best_path, kimg, aliases=["best"])
         if trainer.is_global_zero:
+            if results and not self._headline_declared:
+                # The run's summary shows the best headline value, not the last one.
+                key = self._headline_key(results)
+                declare_headline(trainer, f"metrics/{key}",
+                                 higher_is_better(key, self.higher_is_better))
+                self._headline_declared = True
             append_metrics(self.run_dir, kimg, results)
             logged = {f"metrics/{k}": float(v) for k, v in results.items()}
             if self.best:

@@ -16,12 +16,13 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from dgan.callbacks.checkpoint import LAST
 from dgan.callbacks.metrics import MetricsCallback
 from dgan.config.batch_layout import batch_layout
-from dgan.config.instantiation import ConfigError, build  # noqa: F401  (re-exported)
+from dgan.config.instantiation import ConfigError, build, describe, fits, show_value  # noqa: F401
+from dgan.files.writable import check_writable_dir
 from dgan.tracking.run_info import run_info
 
 
@@ -75,10 +76,13 @@ def resolve_resume(resume: str | None, run_dir: Path) -> str | None:
 
 def build_run(cfg: DictConfig) -> Run:
     """Validate ``cfg`` and build every object of the run (no training yet)."""
+    check_top_level(cfg)
     if cfg.kimg <= 0:
         raise ConfigError(f"kimg={cfg.kimg} must be > 0 (thousands of real images to show)")
     seed_everything(int(cfg.seed))
     run_dir = Path(cfg.paths.output_dir)
+    check_writable_dir(run_dir, "hydra.run.dir")
+    _check_metric_names(cfg.get("metrics"))
     plain = plain_config(cfg)
 
     if "path" in cfg.dataset and not cfg.dataset.path:
@@ -89,7 +93,8 @@ def build_run(cfg: DictConfig) -> Run:
     dataset = build(cfg.dataset, "dataset")
     diffusion = build(cfg.diffusion, "diffusion") if cfg.get("diffusion") else None
     adaptive = build(cfg.adaptive, "adaptive") if diffusion and cfg.get("adaptive") else None
-    module = build(cfg.model, "model", diffusion=diffusion, adaptive=adaptive,
+    augment = build(cfg.augment, "augment") if cfg.get("augment") else None
+    module = build(cfg.model, "model", diffusion=diffusion, adaptive=adaptive, augment=augment,
                    total_kimg=float(cfg.kimg), **_discriminator_timesteps(cfg.model, diffusion))
     module.run_config = plain  # set after: instantiate would build the _target_s inside it
     _check_data_matches_model(dataset, module)
@@ -99,6 +104,8 @@ def build_run(cfg: DictConfig) -> Run:
         build(node, f"callbacks.{name}") for name, node in (cfg.get("callbacks") or {}).items()
         if node is not None
     ]
+    if augment is not None and cfg.get("augment_p"):
+        callbacks.append(build(cfg.augment_p, "augment_p"))
     metrics = None
     if cfg.get("metrics") and cfg.metrics.metrics:
         metrics = build(cfg.metrics, "metrics")
@@ -113,16 +120,82 @@ def build_run(cfg: DictConfig) -> Run:
     except ValueError as err:
         raise ConfigError(str(err)) from err
     ckpt_path = resolve_resume(cfg.get("resume"), run_dir)
+    resume_kimg = None
     if ckpt_path is not None:
-        _check_resume(ckpt_path, float(cfg.kimg), module)
+        resume_kimg = _check_resume(ckpt_path, float(cfg.kimg), module)
     elif cfg.get("init"):
         # A resumed run continues from its own checkpoint; init only seeds a fresh start.
         init_from_pretrained(str(cfg.init), module)
+    continue_history(run_dir, resume_kimg, loggers)
     # Last, once the config is known good: W&B starts its run on the first call.
     info = run_info(cfg, plain)
     for logger in loggers:
         logger.log_hyperparams(info)
     return Run(cfg, run_dir, trainer, module, datamodule, metrics, ckpt_path)
+
+
+# Top-level keys that hold one value, with what they must be (the groups are checked against
+# their targets' signatures when built).
+TOP_LEVEL_TYPES: dict[str, Any] = {"kimg": float, "seed": int, "resume": str | None,
+                                   "init": str | None, "run_name": str}
+
+
+def check_top_level(cfg: DictConfig) -> None:
+    """The run's own scalars have their types, and no ``+key`` adds a key nothing reads.
+
+    Args:
+        cfg: the composed run config (with Hydra's node when composed by Hydra).
+    """
+    for key, annotation in TOP_LEVEL_TYPES.items():
+        if key in cfg and fits(cfg[key], annotation) is False:
+            raise ConfigError(f"{key}={show_value(cfg[key])} is not valid; expected "
+                              f"{describe(annotation, cfg[key])}")
+    added = unread_top_level_keys(cfg)
+    if added:
+        valid = ", ".join(sorted(k for k in cfg if k not in added and k != "hydra"))
+        raise ConfigError(f"+{added[0]}: no part of dgan reads a top-level key {added[0]!r}; "
+                          f"top-level keys: {valid}")
+
+
+def unread_top_level_keys(cfg: DictConfig) -> list[str]:
+    """Top-level keys that ``+key=value`` overrides added and that are no config group.
+
+    ``+`` can only add a key the composed config lacks, and dgan reads only the keys its
+    configs define: such a key would be ignored without a word.
+    """
+    from dgan.config.paths import CONFIG_DIR
+
+    hydra_node = cfg.get("hydra")
+    overrides = list(OmegaConf.select(hydra_node, "overrides.task", default=[]) or []) \
+        if hydra_node is not None else []
+    root_keys = set(OmegaConf.load(Path(CONFIG_DIR) / "train.yaml"))
+    added = []
+    for text in overrides:
+        if not text.startswith("+"):
+            continue
+        key = text.lstrip("+").partition("=")[0].split("@")[0]
+        if "." in key or "/" in key or key == "hydra" or (Path(CONFIG_DIR) / key).is_dir():
+            continue  # a nested key (checked by its object) or a config group
+        if text.startswith("++") and key in root_keys:
+            continue  # ++ also overrides a key that exists
+        added.append(key)
+    return added
+
+
+def _check_metric_names(node: Any) -> None:
+    """Metric names that select no samples (fid0k_full) stop here, not after the training."""
+    if node is None or not isinstance(node.get("metrics"), ListConfig):
+        return  # a string is refused with the other type errors when the callback is built
+    from dgan.metrics.registry import lookup_metric
+
+    for name in node.metrics:
+        try:
+            _, num = lookup_metric(str(name))
+        except ValueError as err:
+            raise ConfigError(f"metrics.metrics: {err}") from None
+        if num == 0:
+            raise ConfigError(f"metrics.metrics: {name} selects 0 samples; give a count, e.g. "
+                              f"{str(name).replace('0k', '50k', 1)}")
 
 
 def _discriminator_timesteps(model: DictConfig, diffusion: Any) -> dict[str, Any]:
@@ -165,7 +238,32 @@ def _check_data_matches_model(dataset: Any, module: Any) -> None:
         )
 
 
-def _check_resume(ckpt_path: str, kimg: float, module: L.LightningModule | None = None) -> None:
+def continue_history(run_dir: Path, resume_kimg: float | None, loggers: list[Any]) -> None:
+    """Make the run directory's history continue at the checkpoint (before any logging).
+
+    The record files keep what was written up to ``resume_kimg`` (a fresh start keeps none),
+    and a W&B logger continues the run the directory recorded.
+
+    Args:
+        run_dir: the run directory.
+        resume_kimg: kimg of the checkpoint the run resumes from; None for a fresh start.
+        loggers: the run's loggers.
+    """
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    from dgan.tracking.records import KimgWandbLogger
+    from dgan.tracking.run_history import read_wandb_run_id, trim_history
+
+    if rank_zero_only.rank == 0:  # the other ranks write no record
+        trim_history(run_dir, resume_kimg)
+    run_id = read_wandb_run_id(run_dir) if resume_kimg is not None else None
+    for logger in loggers:
+        if run_id is not None and isinstance(logger, KimgWandbLogger):
+            logger.resume_run(run_id)
+
+
+def _check_resume(ckpt_path: str, kimg: float, module: L.LightningModule | None = None) -> float:
+    """Check that ``ckpt_path`` can continue this run; returns the kimg it holds."""
     try:
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file: say which one
@@ -173,13 +271,15 @@ def _check_resume(ckpt_path: str, kimg: float, module: L.LightningModule | None 
     dgan_state = state.get("dgan") if isinstance(state, dict) else None
     if dgan_state is None:
         raise ConfigError(f"resume={ckpt_path}: not a dgan checkpoint (no 'dgan' section)")
+    # A checkpoint of another model first: "raise kimg" would not help there.
+    if module is not None:
+        _check_state_matches(ckpt_path, state.get("state_dict") or {}, module)
     if dgan_state["cur_nimg"] >= kimg * 1000:
         raise ConfigError(
             f"resume={ckpt_path}: the run already reached kimg={dgan_state['cur_nimg'] / 1000:g} "
             f"of kimg={kimg:g}; raise kimg to train longer"
         )
-    if module is not None:
-        _check_state_matches(ckpt_path, state.get("state_dict") or {}, module)
+    return float(dgan_state["cur_nimg"]) / 1000
 
 
 # Mismatching keys named in the error before it says "and N more".

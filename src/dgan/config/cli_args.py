@@ -1,5 +1,8 @@
 """``key=value`` command-line arguments for the small commands (generate, evaluate).
 
+Every dgan command takes both habits: ``key=value`` (Hydra's) and ``--key=value``
+(StyleGAN2-ADA's and argparse's); :func:`strip_dashes` and :func:`dashed` turn one into the other.
+
 ``python -m dgan.train`` is a Hydra app; the stand-alone commands take the same ``key=value``
 style but parse it here, because Hydra reads ``seeds=1,5,9`` as a sweep over three values and
 because ``evaluate`` passes ``dataset.KEY=VALUE`` through to a dataset config it only knows
@@ -70,6 +73,46 @@ def _convert(key: str, value: Any, annotation: Any) -> Any:
     return value  # Any: as YAML read it
 
 
+# The prefix of StyleGAN2-ADA's and argparse's long options (--seeds=0-3).
+LONG_OPTION = "--"
+
+
+def strip_dashes(arg: str) -> str:
+    """``--key=value`` -> ``key=value``; anything else unchanged (both habits are accepted)."""
+    if arg.startswith(LONG_OPTION) and "=" in arg:
+        return arg[len(LONG_OPTION):]
+    return arg
+
+
+# Values that turn an argparse switch (store_true) on or leave it off.
+SWITCH_VALUES = {"true": True, "false": False}
+
+
+def dashed(argv: Sequence[str]) -> list[str]:
+    """``key=value`` -> ``--key=value`` for the argparse commands (prepare, bench).
+
+    Underscores in the key become dashes (``max_images=10`` -> ``--max-images=10``);
+    ``key=true`` becomes the switch ``--key`` and ``key=false`` leaves it off; arguments that
+    already start with a dash pass through.
+
+    Args:
+        argv: the arguments (without the program name).
+    """
+    out = []
+    for arg in argv:
+        key, sep, text = arg.partition("=")
+        if not sep or not key.replace("_", "").replace("-", "").isalnum() or arg[0] == "-":
+            out.append(arg)
+            continue
+        option = LONG_OPTION + key.replace("_", "-")
+        switch = SWITCH_VALUES.get(text.lower())
+        if switch is None:
+            out.append(f"{option}={text}")
+        elif switch:
+            out.append(option)
+    return out
+
+
 def parse_key_values(
     argv: Sequence[str], options: type[T], passthrough: Sequence[str] = ()
 ) -> tuple[T, dict[str, dict[str, Any]]]:
@@ -90,7 +133,7 @@ def parse_key_values(
     extra: dict[str, dict[str, Any]] = {prefix: {} for prefix in passthrough}
     valid = ", ".join([*fields, *(f"{p}.KEY" for p in passthrough)])
     for arg in argv:
-        key, sep, text = arg.partition("=")
+        key, sep, text = strip_dashes(arg).partition("=")
         if not sep or not key:
             raise ConfigError(f"argument {arg!r} is not key=value; valid keys: {valid}")
         prefix, dot, sub = key.partition(".")
@@ -107,7 +150,7 @@ def parse_key_values(
 
 def usage(command: str, options: type[Any]) -> str:
     """Help text: the command and each key with its default and its one-line description."""
-    lines = [f"usage: python -m {command} key=value ...", ""]
+    lines = [f"usage: python -m {command} key=value ... (or --key=value)", ""]
     docs = _field_docs(options)
     for field in dataclasses.fields(options):
         default = field.default if field.default is not dataclasses.MISSING else None

@@ -1,23 +1,53 @@
 """Config node -> object through Hydra's ``instantiate``, with one-line errors naming the key.
 
+Before anything is built, every value of a node (and of the nodes inside it) is checked against
+the signature of its ``_target_``: a string or a list where a number is expected, a number
+where a list is, or a key the target does not take stops with one line that names the key, the
+value and what is valid. Annotations the checker cannot judge (classes, callables) are left to
+the target itself.
+
 Kept apart from :mod:`dgan.config.builder` (which assembles a whole training run and imports
 Lightning) so that the small commands (generate, evaluate) start quickly.
 """
 
 from __future__ import annotations
 
+import collections.abc
+import inspect
+import pathlib
+import types
+import typing
+from collections.abc import Iterable
 from typing import Any
 
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 
 class ConfigError(ValueError):
     """A configuration value or key that cannot work; the message names it."""
 
 
+# Node keys that steer Hydra's instantiate rather than reach the target.
+HYDRA_KEYS = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
+# Annotations read as "a list": a string there is read letter by letter by the target.
+SEQUENCE_TYPES = (list, tuple, collections.abc.Sequence, collections.abc.Iterable)
+MAPPING_TYPES = (dict, collections.abc.Mapping)
+# Annotations that take any path-like text.
+PATH_TYPES = (pathlib.Path, pathlib.PurePath)
+
+
 def build(node: Any, key: str, **kwargs: Any) -> Any:
-    """Instantiate config ``node`` (found at ``key``); errors name the key."""
+    """Instantiate config ``node`` (found at ``key``); errors name the key.
+
+    Args:
+        node: the config node with a ``_target_``.
+        key: where the node sits in the run config (``model``, ``callbacks.samples``).
+        **kwargs: arguments the caller passes besides the node's own (not type-checked).
+    """
+    if isinstance(node, DictConfig) and "_target_" in node:
+        check_node(node, key, given=kwargs)
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as err:
@@ -31,7 +61,199 @@ def _explain(key: str, node: Any, err: BaseException) -> str:
     text = str(err).splitlines()[0] if str(err) else type(err).__name__
     if isinstance(err, TypeError) and "unexpected keyword argument" in text:
         bad = text.split("'")[-2] if "'" in text else "?"
-        return f"{key}.{bad}: unknown key for {node.get('_target_', key)}"
+        target = node.get("_target_", key) if hasattr(node, "get") else key
+        valid = _valid_keys(target)
+        listed = f"; valid keys: {', '.join(valid)}" if valid else ""
+        return f"{key}.{bad}: unknown key for {target}{listed}"
     if "=" in text.split(" ")[0]:  # our modules start messages with "name=value"
         return f"{key}.{text}"
     return f"{key}: {text}"
+
+
+def _valid_keys(target: str) -> list[str]:
+    """The keyword arguments ``target`` takes (empty when it cannot be read)."""
+    try:
+        params = _parameters(get_object(target))
+    except Exception:  # noqa: BLE001 - a listing is extra help, never a second error
+        return []
+    return [name for name, p in params.items() if p.kind not in _VARIADIC]
+
+
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+
+
+def _parameters(obj: Any) -> dict[str, inspect.Parameter]:
+    """The named parameters of a callable or a class's constructor."""
+    return dict(inspect.signature(obj).parameters)
+
+
+def _hints(obj: Any) -> dict[str, Any]:
+    """Resolved annotations of ``obj`` (its ``__init__`` for a class); unresolvable ones left
+    out, since ``from __future__ import annotations`` leaves names only importable under
+    TYPE_CHECKING."""
+    fn = obj.__init__ if inspect.isclass(obj) else obj
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - resolve one annotation at a time below
+        pass
+    hints: dict[str, Any] = {}
+    namespace = getattr(inspect.unwrap(fn), "__globals__", {})
+    for name, annotation in getattr(fn, "__annotations__", {}).items():
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(annotation, dict(namespace))  # noqa: S307 - own source
+            except Exception:  # noqa: BLE001 - an annotation we cannot judge is skipped
+                continue
+        hints[name] = annotation
+    return hints
+
+
+def check_node(node: DictConfig, key: str, given: Iterable[str] = ()) -> None:
+    """Check every value of ``node`` against its ``_target_``'s signature, recursively.
+
+    Args:
+        node: a config node with a ``_target_``.
+        key: where the node sits in the run config, for the error messages.
+        given: keys the caller passes itself (they need not be in the node).
+    """
+    try:
+        target = get_object(str(node._target_))
+    except Exception:  # noqa: BLE001 - instantiate names a missing target in its own words
+        return
+    try:
+        params = _parameters(target)
+    except (TypeError, ValueError):  # builtins without a signature
+        return
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    hints = _hints(target)
+    valid = [name for name, p in params.items() if p.kind not in _VARIADIC]
+    for name in node:
+        name = str(name)
+        if name in HYDRA_KEYS or name in given:
+            continue
+        path = f"{key}.{name}"
+        if name not in params:
+            if takes_any:
+                continue  # passed on to another callable, which names it if it must
+            raise ConfigError(f"{path}: unknown key for {node._target_}; valid keys: "
+                              f"{', '.join(valid)}")
+        value = node[name]
+        if isinstance(value, DictConfig) and "_target_" in value:
+            check_node(value, path)
+            continue
+        annotation = hints.get(name)
+        if annotation is None:
+            continue
+        plain = OmegaConf.to_container(value, resolve=True) \
+            if isinstance(value, DictConfig | ListConfig) else value
+        default = params[name].default
+        if plain is None and default is None:
+            continue  # None is the documented "unset" of this argument
+        if fits(plain, annotation) is False:
+            raise ConfigError(f"{path}={show_value(plain)} is not valid; expected "
+                              f"{describe(annotation, plain)}")
+
+
+def show_value(value: Any) -> str:
+    """A value as the user would write it on the command line."""
+    if isinstance(value, str):
+        return repr(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def fits(value: Any, annotation: Any) -> bool | None:
+    """Whether ``value`` (plain data from a config) fits ``annotation``; None: cannot judge.
+
+    Args:
+        value: a YAML value (None, bool, int, float, str, list or dict).
+        annotation: a type annotation from the target's signature.
+    """
+    if annotation is Any or annotation is inspect.Parameter.empty:
+        return None
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        results = [fits(value, arg) for arg in args]
+        if True in results:
+            return True
+        return False if all(r is False for r in results) else None
+    if origin is typing.Literal:
+        return value in args
+    if annotation is type(None):
+        return value is None
+    if value is None:
+        return False
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        # An integral float (from an interpolation's arithmetic) is the same count.
+        return not isinstance(value, bool) and (
+            isinstance(value, int) or isinstance(value, float) and value.is_integer())
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation is str or annotation in PATH_TYPES:
+        return not isinstance(value, list | dict)
+    container = origin or annotation
+    if container in SEQUENCE_TYPES:
+        if not isinstance(value, list):
+            return False  # a string would be read letter by letter, a number not at all
+        if not args:
+            return True
+        if origin is tuple and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                return False
+            judged = [fits(v, a) for v, a in zip(value, args, strict=True)]
+        else:
+            judged = [fits(v, args[0]) for v in value]
+        if False in judged:
+            return False
+        return True if all(judged) else None
+    if container in MAPPING_TYPES:
+        return isinstance(value, dict)
+    if _is_tensor_type(container):
+        # torch takes a number or a nested list where it annotates a Tensor (lr: float | Tensor)
+        return isinstance(value, int | float | list) and not isinstance(value, bool)
+    return None  # a class or callable: the target checks it itself
+
+
+def _is_tensor_type(annotation: Any) -> bool:
+    # By name: importing torch here would slow the small commands down.
+    return getattr(annotation, "__name__", "") == "Tensor" and str(
+        getattr(annotation, "__module__", "")).startswith("torch")
+
+
+def describe(annotation: Any, value: Any = None) -> str:
+    """What ``annotation`` asks for, in words (``a number``, ``a list, e.g. [a]``).
+
+    Args:
+        annotation: a type annotation.
+        value: the refused value (a scalar given for a list is shown in the example).
+    """
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        words = [describe(arg, value) for arg in args if arg is not type(None)]
+        words = list(dict.fromkeys(words))
+        optional = " or null" if type(None) in args else ""
+        return " or ".join(words) + optional
+    if origin is typing.Literal:
+        return "one of " + ", ".join(show_value(a) for a in args)
+    if annotation is bool:
+        return "true or false"
+    if annotation is int:
+        return "an integer"
+    if annotation is float:
+        return "a number"
+    if annotation is str or annotation in PATH_TYPES:
+        return "a string"
+    if (origin or annotation) in SEQUENCE_TYPES:
+        example = f"[{value}]" if isinstance(value, str | int | float) else "[a, b]"
+        return f"a list, e.g. {example}"
+    if (origin or annotation) in MAPPING_TYPES:
+        return "a mapping of keys to values"
+    return getattr(annotation, "__name__", str(annotation))
+

@@ -41,6 +41,7 @@ import json
 import os
 import pickle
 import secrets
+import sys
 import tarfile
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -688,8 +689,10 @@ def _int(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; errors exit with status 2 and one line naming the problem."""
+    from dgan.config.cli_args import dashed
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(dashed(sys.argv[1:] if argv is None else argv))
     try:
         summary = prepare(
             args.source,

@@ -25,6 +25,7 @@ layer, resolution and count, and cached on disk (atomically) under ``opts.cache_
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -113,8 +114,45 @@ def sample_latents(
     return torch.from_numpy(z), torch.from_numpy(c)
 
 
+def batch_noise_seed(seed: int, first_index: int) -> int:
+    """Seed of the generator's own noise (per-layer noise inputs) for the batch that starts at
+    global sample ``first_index``.
+
+    Args:
+        seed: evaluation seed (``opts.seed``).
+        first_index: global index of the batch's first sample.
+    """
+    return int(np.random.SeedSequence([seed % 2**63, int(first_index)]).generate_state(1)[0])
+
+
+@contextlib.contextmanager
+def seeded_global_rng(seed: int, device: torch.device | str) -> Iterator[None]:
+    """Run the block with the global CPU and ``device`` random streams seeded with ``seed``,
+    and give both back as they were afterwards.
+
+    Networks draw their noise inputs from the global stream; seeding it makes a metric the same
+    on every call, and restoring it leaves a training run's own stream untouched.
+
+    Args:
+        seed: the seed of the block.
+        device: the device the network runs on (its CUDA stream is seeded too).
+    """
+    device = torch.device(device)
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.random.default_generator.manual_seed(seed)
+        for index in cuda:  # this device only: torch.manual_seed would reseed every GPU
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
+
+
 def generate_uint8(opts: MetricOptions, indices: Sequence[int]) -> Iterator[torch.Tensor]:
     """uint8 fakes of global sample ``indices`` in batches of ``opts.batch_size``.
+
+    The latents are the same whatever the batch size and world size; the generator's noise
+    inputs are drawn per batch from a stream seeded by ``(opts.seed, first index of the
+    batch)``, so the same checkpoint, seed, batch size and world size give the same fakes.
 
     Args:
         opts: metric options (generator, device, seed, truncation, batch size).
@@ -135,7 +173,8 @@ def generate_uint8(opts: MetricOptions, indices: Sequence[int]) -> Iterator[torc
         for start in range(0, len(indices), opts.batch_size):
             batch = indices[start : start + opts.batch_size]
             z, c = sample_latents(batch, net.z_dim, net.c_dim, opts.seed, opts.dataset)
-            with torch.no_grad():
+            noise_seed = batch_noise_seed(opts.seed, batch[0])
+            with torch.no_grad(), seeded_global_rng(noise_seed, opts.device):
                 images = G(z.to(opts.device), c.to(opts.device), **kwargs)
             yield to_uint8(images)
     finally:

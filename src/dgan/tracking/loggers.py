@@ -32,6 +32,12 @@ def resolve_wandb_mode(mode: str | None) -> str:
     if mode not in WANDB_MODES:
         # The builder prefixes the config key (logger.wandb.).
         raise ValueError(f"mode={mode!r} is not valid; choose one of {WANDB_MODES}")
+    if mode == "online" and not wandb_credentials_present():
+        # Refused rather than turned offline: asking for online and silently getting a local
+        # run would surprise whoever waits for the dashboard; wandb itself would prompt.
+        raise ValueError("mode='online' needs a W&B API key, and none is set here "
+                         "(WANDB_API_KEY or wandb login); log in, or use "
+                         "logger.wandb.mode=offline and wandb sync the run later")
     return mode
 
 

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+from dgan.tracking.run_history import write_wandb_run_id
 
 KIMG = "kimg"
 KIMG_DECIMALS = 3  # one image
@@ -50,7 +52,23 @@ class KimgWandbLogger(WandbLogger):
             run.define_metric(KIMG)
             run.define_metric("*", step_metric=KIMG, step_sync=True)
             self._kimg_axis = True
+            if self.save_dir and run.id and not getattr(run, "disabled", False):
+                # Where resume=auto finds the run to continue (a disabled run is no run).
+                write_wandb_run_id(self.save_dir, run.id)
         return run
+
+    def resume_run(self, run_id: str) -> None:
+        """Continue the W&B run ``run_id`` instead of starting one (call before any logging).
+
+        Args:
+            run_id: the id a run directory recorded (``wandb_run_id.txt``).
+        """
+        if self._experiment is not None:
+            raise RuntimeError("resume_run: the W&B run has already started")
+        # Lightning's WandbLogger passes these to wandb.init (resume="allow" is its default:
+        # the run continues if W&B knows it and starts under this id otherwise).
+        self._wandb_init.update(id=run_id, resume="allow")
+        self._id = run_id
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
@@ -63,6 +81,12 @@ class KimgWandbLogger(WandbLogger):
         elif self._last_kimg is not None:
             metrics[KIMG] = self._last_kimg
         super().log_metrics(metrics, step)
+
+    @rank_zero_only
+    def declare_headline(self, key: str, higher_is_better: bool) -> None:
+        """The run summary of ``key`` is its best value (max or min), not its last one."""
+        self.experiment.define_metric(key, step_metric=KIMG,
+                                      summary="max" if higher_is_better else "min")
 
     @rank_zero_only
     def log_image_file(self, key: str, path: str | Path, kimg: float,
@@ -148,9 +172,35 @@ def log_image_file(trainer: L.Trainer, key: str, path: str | Path, kimg: float,
     for logger in trainer.loggers:
         if isinstance(logger, KimgWandbLogger):
             logger.log_image_file(key, path, kimg, caption)
+        elif isinstance(logger, TensorBoardLogger):
+            _tensorboard_image(logger, key, path, trainer.global_step)
         elif hasattr(logger, "log_image"):
             kwargs = {"caption": [caption]} if caption else {}
             logger.log_image(key=key, images=[str(path)], step=trainer.global_step, **kwargs)
+
+
+def _tensorboard_image(logger: TensorBoardLogger, key: str, path: str | Path, step: int
+                       ) -> None:
+    """The PNG at ``path`` as a TensorBoard image (TensorBoard has no kimg axis: the step)."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    logger.experiment.add_image(key, pixels, global_step=step, dataformats="HWC")
+
+
+def declare_headline(trainer: L.Trainer, key: str, higher_is_better: bool) -> None:
+    """Tell the loggers which metric is the run's headline (W&B: its min or max summary).
+
+    Args:
+        trainer: the trainer whose loggers are told.
+        key: the logged name of the metric (``metrics/fid50k_full``).
+        higher_is_better: whether the best value is the largest.
+    """
+    for logger in trainer.loggers:
+        if isinstance(logger, KimgWandbLogger):
+            logger.declare_headline(key, higher_is_better)
 
 
 def log_rows(trainer: L.Trainer, key: str, columns: list[str], rows: list[list[Any]],

@@ -45,6 +45,8 @@ class OfflineRun:
         summary: the last value of each key.
         step_metrics: key (or glob) -> the metric it is plotted against (``define_metric``).
         artifacts: (name, type, aliases) of each logged artifact.
+        exit_code: the exit code of the run's exit record, None when the file has none yet (a
+            run still being written: wandb writes the exit record last, at ``finish``).
     """
 
     path: Path
@@ -56,6 +58,7 @@ class OfflineRun:
     summary: dict[str, Any] = dataclasses.field(default_factory=dict)
     step_metrics: dict[str, str] = dataclasses.field(default_factory=dict)
     artifacts: list[tuple[str, str, list[str]]] = dataclasses.field(default_factory=list)
+    exit_code: int | None = None
 
     def series(self, key: str, x: str = "kimg") -> list[tuple[float, Any]]:
         """(x, value) of every history record that has ``key`` (and ``x``)."""
@@ -151,6 +154,8 @@ def read_offline_run(path: str | Path) -> OfflineRun:
         elif kind == "artifact":
             art = record.artifact
             run.artifacts.append((art.name, art.type, list(art.aliases)))
+        elif kind == "exit":
+            run.exit_code = int(record.exit.exit_code)
     run.config.pop("_wandb", None)
     return run
 

@@ -1,0 +1,130 @@
+"""Every bad input stops before any work with one line naming the key (issue 17, item 4)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dgan.config.builder import ConfigError, build_run
+from dgan.config.instantiation import describe, fits
+from dgan.files.writable import check_creatable_dir, check_writable_dir
+
+from .conftest import compose_train
+
+TINY = ["experiment=gaussians25", "model.generator.hidden=32", "model.discriminator.hidden=32",
+        "model.batch_size=64", "kimg=0.5"]
+
+
+def _error(tmp_path: Path, *overrides: str) -> str:
+    cfg = compose_train([*TINY, *overrides], tmp_path / "run")
+    with pytest.raises(ConfigError) as info:
+        build_run(cfg)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model.batch_size='64'", "model.batch_size='64' is not valid; expected an integer"),
+        ("model.generator.hidden=[32]", "model.generator.hidden=[32] is not valid; expected an "
+                                        "integer"),
+        ("model.g_optimizer.lr=fast", "model.g_optimizer.lr='fast' is not valid; expected a "
+                                      "number"),
+        ("callbacks.samples.every_kimg=[1]", "callbacks.samples.every_kimg=[1] is not valid"),
+        ("kimg=[1]", "kimg=[1] is not valid; expected a number"),
+        ("seed=abc", "seed='abc' is not valid; expected an integer"),
+        ("metrics.metrics=fid50k_full", "metrics.metrics='fid50k_full' is not valid; expected a "
+                                        "list, e.g. [fid50k_full]"),
+    ],
+)
+def test_a_value_of_the_wrong_type_names_key_value_and_type(tmp_path, override, expected
+                                                            ) -> None:
+    assert expected in _error(tmp_path, override)
+
+
+def test_an_unknown_key_lists_the_valid_keys(tmp_path) -> None:
+    message = _error(tmp_path, "+model.generator.hiddenn=3")
+    assert message.startswith("model.generator.hiddenn: unknown key for ")
+    assert "valid keys: " in message and "hidden" in message.split("valid keys: ")[1]
+
+
+def test_a_metric_that_selects_no_samples_is_refused(tmp_path) -> None:
+    assert _error(tmp_path, "metrics.metrics=[fid0k_full]") == (
+        "metrics.metrics: fid0k_full selects 0 samples; give a count, e.g. fid50k_full")
+    message = _error(tmp_path, "metrics.metrics=[mode_coverage0]")
+    assert "mode_coverage0 selects 0 samples" in message
+
+
+def test_a_top_level_plus_key_nothing_reads_is_refused(tmp_path) -> None:
+    message = _error(tmp_path, "+learning_rate=0.1")
+    assert message.startswith("+learning_rate: no part of dgan reads a top-level key")
+    assert "top-level keys: " in message and "kimg" in message and "model" in message
+
+
+def test_double_plus_on_existing_keys_still_works(tmp_path) -> None:
+    cfg = compose_train([*TINY, "++kimg=0.25", "++diffusion.ts_dist=uniform"], tmp_path / "run")
+    assert build_run(cfg).module.total_kimg == 0.25
+
+
+def test_wandb_online_without_credentials_is_one_line(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    message = _error(tmp_path, "logger=wandb", "logger.wandb.mode=online")
+    assert message.startswith("logger.wandb.mode='online' needs a W&B API key")
+    assert "logger.wandb.mode=offline" in message
+
+
+def test_resume_from_another_model_says_it_does_not_fit_before_kimg(tmp_path) -> None:
+    cfg = compose_train(TINY, tmp_path / "run")
+    run = build_run(cfg)
+    run.trainer.fit(run.module, datamodule=run.datamodule)
+    # The same kimg (already reached) and another width: the width is what is wrong.
+    message = _error(tmp_path, "model.generator.hidden=64", "resume=auto")
+    assert "does not fit this model" in message and "already reached" not in message
+
+
+def test_an_unwritable_run_directory_is_refused(tmp_path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match=r"hydra.run.dir=.*a_file.*is a file"):
+        check_creatable_dir(blocker / "run", "hydra.run.dir")
+    with pytest.raises(ConfigError, match="is a file"):
+        check_writable_dir(blocker / "run", "hydra.run.dir")
+    check_writable_dir(tmp_path / "new" / "run", "hydra.run.dir")
+    assert (tmp_path / "new" / "run").is_dir()
+
+
+def test_cli_unwritable_run_dir_is_one_line_before_hydra(tmp_path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    res = subprocess.run([sys.executable, "-m", "dgan.train", *TINY,
+                          f"hydra.run.dir={blocker}/run"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        f"error: hydra.run.dir={blocker}/run: cannot be a directory, {blocker} is a file; "
+        "choose another directory"]
+
+
+@pytest.mark.parametrize(
+    ("value", "annotation", "expected"),
+    [
+        (3, int, True), (3.0, int, True), (3.5, int, False), ("3", int, False),
+        (True, int, False), (2, float, True), ("x", float, False), (None, int | None, True),
+        ("a", list[str], False), (["a"], list[str], True), ([1], list[str], True),
+        ([0.0, 0.99], tuple[float, float], True), ([0.0], tuple[float, float], False),
+        ("x", "object", None),
+    ],
+)
+def test_fits_judges_yaml_values(value, annotation, expected) -> None:
+    assert fits(value, annotation) is expected
+
+
+def test_describe_reads_like_the_other_messages() -> None:
+    assert describe(int | None) == "an integer or null"
+    assert describe(list[str], "fid50k_full") == "a list, e.g. [fid50k_full]"
