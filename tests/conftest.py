@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import lightning as L
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -30,6 +31,18 @@ def compose_train(overrides: list[str], output_dir: Path | None = None) -> DictC
             cfg.paths.cache_dir = str(output_dir / "cache")
     HydraConfig.instance().set_config(cfg)
     return cfg
+
+
+def fit_in_process(overrides: list[str], run_dir: Path, probe: L.Callback | None = None):
+    """Compose, build and fit a run in this process (resuming when the overrides say so);
+    ``probe`` is appended to the trainer's callbacks. Returns the built run."""
+    from dgan.config.builder import build_run
+
+    run = build_run(compose_train(overrides, run_dir))
+    if probe is not None:
+        run.trainer.callbacks.append(probe)
+    run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=run.ckpt_path)
+    return run
 
 
 @pytest.fixture

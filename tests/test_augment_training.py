@@ -14,7 +14,8 @@ import torch
 from dgan.augment import AdaptiveAugment, AugmentProbability, DiffAugment
 from dgan.callbacks.preemption import Preempted
 
-from .test_ddp_resume import _fit_in_process, _SignalAt
+from .conftest import fit_in_process
+from .test_ddp_resume import _SignalAt
 
 TINY = ["experiment=digits_stylegan2", "model.batch_size=4",
         "model.generator.channel_base=128", "model.generator.channel_max=16",
@@ -43,7 +44,7 @@ class _PProbe(L.Callback):
 def test_ada_p_is_the_diffusions_capped(tmp_path: Path) -> None:
     # p starts at 0.5, above the cap, and moves by 0.32 per update: both sides of 0.25.
     probe = _PProbe()
-    run = _fit_in_process([*TINY, "augment=ada", "kimg=0.048", "diffusion.p_init=0.5",
+    run = fit_in_process([*TINY, "augment=ada", "kimg=0.048", "diffusion.p_init=0.5",
                            *FAST_P], tmp_path / "run", probe)
     assert isinstance(run.module.augment, AdaptiveAugment)
     assert any(isinstance(cb, AugmentProbability) for cb in run.trainer.callbacks)
@@ -56,7 +57,7 @@ def test_ada_p_is_the_diffusions_capped(tmp_path: Path) -> None:
 def test_without_diffusion_ada_p_follows_its_own_heuristic(tmp_path: Path) -> None:
     probe = _PProbe()
     target, ada_kimg, interval, batch = 0.3, 0.05, 4, 4
-    run = _fit_in_process([*TINY, "augment=ada", "diffusion=none", "kimg=0.048",
+    run = fit_in_process([*TINY, "augment=ada", "diffusion=none", "kimg=0.048",
                            f"augment_p.ada_kimg={ada_kimg}", f"augment_p.target={target}"],
                           tmp_path / "run", probe)
     assert run.module.diffusion is None
@@ -77,14 +78,14 @@ def test_without_diffusion_ada_p_follows_its_own_heuristic(tmp_path: Path) -> No
 
 def test_diffaug_trains_with_and_without_the_diffusion(tmp_path: Path) -> None:
     for diffusion in ("stylegan2", "none"):
-        run = _fit_in_process([*TINY, "augment=diffaug", f"diffusion={diffusion}", "kimg=0.016"],
+        run = fit_in_process([*TINY, "augment=diffaug", f"diffusion={diffusion}", "kimg=0.016"],
                               tmp_path / diffusion)
         assert isinstance(run.module.augment, DiffAugment) and run.module.cur_step == 4
         assert not any(isinstance(cb, AugmentProbability) for cb in run.trainer.callbacks)
 
 
 def test_augment_none_is_no_augmentation(tmp_path: Path) -> None:
-    run = _fit_in_process([*TINY, "kimg=0.008"], tmp_path / "run")
+    run = fit_in_process([*TINY, "kimg=0.008"], tmp_path / "run")
     assert run.module.augment is None and not (tmp_path / "run" / "augment_grid.png").exists()
 
 
@@ -93,12 +94,12 @@ def test_resume_with_ada_is_exact(tmp_path: Path) -> None:
               "augment_p.ada_kimg=0.05", "augment_p.target=0"]
     run_dir = tmp_path / "run"
     with pytest.raises(Preempted):
-        _fit_in_process(common, run_dir, _SignalAt(step=6, signum=signal.SIGUSR1))
+        fit_in_process(common, run_dir, _SignalAt(step=6, signum=signal.SIGUSR1))
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert "augment.p" in ckpt["state_dict"] and "augment._extra_state" in ckpt["state_dict"]
-    resumed = _fit_in_process([*common, f"resume={run_dir / 'checkpoints' / 'last.ckpt'}"],
+    resumed = fit_in_process([*common, f"resume={run_dir / 'checkpoints' / 'last.ckpt'}"],
                               tmp_path / "resumed")
-    reference = _fit_in_process(common, tmp_path / "reference")
+    reference = fit_in_process(common, tmp_path / "reference")
     assert torch.equal(resumed.module.augment.p, reference.module.augment.p)
     for (name, a), b in zip(reference.module.G_ema.state_dict().items(),
                             resumed.module.G_ema.state_dict().values(), strict=True):

@@ -21,7 +21,7 @@ from dgan.config.batch_layout import batch_layout
 from dgan.config.builder import ConfigError, build_run
 from dgan.diffusion.adaptive import SYNC_CHECK_ENV, AdaptiveDiffusion
 
-from .conftest import REPO, compose_train
+from .conftest import REPO, compose_train, fit_in_process
 
 TINY = [
     "experiment=gaussians25",
@@ -167,14 +167,6 @@ def test_ddp_gradients_equal_single_process_gradients(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- resume
 
 
-def _fit_in_process(overrides: list[str], run_dir: Path, probe: L.Callback | None = None):
-    cfg = compose_train(overrides, run_dir)
-    run = build_run(cfg)
-    if probe is not None:
-        run.trainer.callbacks.append(probe)
-    run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=run.ckpt_path)
-    return run
-
 
 class _StartProbe(L.Callback):
     """Records where a (resumed) run starts."""
@@ -225,9 +217,9 @@ def test_sigterm_midway_then_resume_equals_uninterrupted_run(tmp_path: Path) -> 
     assert 0 < ckpt["dgan"]["cur_nimg"] < kimg * 1000
 
     probe = _StartProbe()
-    resumed = _fit_in_process([*common, "resume=auto"], run_dir, probe)
+    resumed = fit_in_process([*common, "resume=auto"], run_dir, probe)
     assert resumed.ckpt_path == str(ckpt_path)
-    reference = _fit_in_process(common, tmp_path / "uninterrupted")
+    reference = fit_in_process(common, tmp_path / "uninterrupted")
     _assert_continues(ckpt, probe, resumed, reference)
 
 
@@ -248,7 +240,7 @@ def test_sigusr1_stops_at_the_next_step_and_resume_is_exact(tmp_path: Path) -> N
     common = [*TINY, *FAST_ADAPT, "kimg=2", "seed=5", "callbacks.checkpoint.every_kimg=0"]
     run_dir = tmp_path / "run"
     with pytest.raises(Preempted) as stop:
-        _fit_in_process(common, run_dir, _SignalAt(step=6, signum=signal.SIGUSR1))
+        fit_in_process(common, run_dir, _SignalAt(step=6, signum=signal.SIGUSR1))
     assert stop.value.signal_name == "SIGUSR1" and stop.value.exit_code == 0
     assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL  # handlers restored
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
@@ -257,12 +249,12 @@ def test_sigusr1_stops_at_the_next_step_and_resume_is_exact(tmp_path: Path) -> N
     assert adaptive["steps"] == 2 and adaptive["per_rank"][0][1] == 2 * BATCH
 
     probe = _StartProbe()
-    resumed = _fit_in_process([*common, f"resume={run_dir / 'checkpoints' / 'last.ckpt'}"],
+    resumed = fit_in_process([*common, f"resume={run_dir / 'checkpoints' / 'last.ckpt'}"],
                               tmp_path / "resumed", probe)
     # The two steps of r_d sums since the last update continue too.
     assert probe.start["adaptive_steps"] == 2
     assert probe.start["adaptive_sums"] == adaptive["per_rank"][0]
-    reference = _fit_in_process(common, tmp_path / "reference")
+    reference = fit_in_process(common, tmp_path / "reference")
     _assert_continues(ckpt, probe, resumed, reference)
 
 
@@ -271,12 +263,12 @@ def test_resume_from_a_periodic_snapshot_is_exact(tmp_path: Path) -> None:
     # the update (a callback that runs after the checkpoint callback) is done.
     common = [*TINY, *FAST_ADAPT, "kimg=2", "seed=11", "callbacks.checkpoint.every_kimg=1",
               "callbacks.checkpoint.keep_snapshots=true"]
-    reference = _fit_in_process(common, tmp_path / "full")
+    reference = fit_in_process(common, tmp_path / "full")
     snapshot = reference.run_dir / "checkpoints" / "kimg000001.ckpt"
     ckpt = torch.load(snapshot, weights_only=True)
     assert ckpt["dgan"]["cur_step"] == 16
     probe = _StartProbe()
-    resumed = _fit_in_process([*common, f"resume={snapshot}"], tmp_path / "resumed", probe)
+    resumed = fit_in_process([*common, f"resume={snapshot}"], tmp_path / "resumed", probe)
     _assert_continues(ckpt, probe, resumed, reference)
 
 
@@ -335,7 +327,7 @@ def test_ddp_preempt_and_resume_every_rank_continues_exactly(tmp_path: Path) -> 
 
 
 def test_resume_errors_are_one_line_config_errors(tmp_path: Path) -> None:
-    run = _fit_in_process([*TINY, "kimg=0.128"], tmp_path / "run")
+    run = fit_in_process([*TINY, "kimg=0.128"], tmp_path / "run")
     ckpt = run.run_dir / "checkpoints" / "last.ckpt"
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(ckpt.read_bytes()[:1000])

@@ -12,11 +12,10 @@ import lightning as L
 import pytest
 
 from dgan.callbacks.preemption import Preempted
-from dgan.config.builder import build_run
 from dgan.tracking.run_history import WANDB_ID_FILE, read_wandb_run_id, trim_history
 from dgan.tracking.wandb_offline import find_offline_runs, read_offline_run
 
-from .conftest import compose_train
+from .conftest import fit_in_process
 
 # 16 steps of 64 with evaluations, diagnostics and records every few steps, so that every
 # record file has rows before and after the stop.
@@ -57,13 +56,6 @@ class _SignalAt(L.Callback):
             signal.raise_signal(self.signum)
 
 
-def _fit(overrides: list[str], run_dir: Path, probe: L.Callback | None = None):
-    run = build_run(compose_train(overrides, run_dir))
-    if probe is not None:
-        run.trainer.callbacks.append(probe)
-    run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=run.ckpt_path)
-    return run
-
 
 def _rows(path: Path) -> list[dict[str, str]]:
     """The rows of a record file, without the wall-clock columns."""
@@ -83,7 +75,7 @@ def _history(run_dir: Path) -> dict[str, list[dict[str, str]]]:
 def reference(tmp_path_factory) -> dict[str, list[dict[str, str]]]:
     """The record files of the uninterrupted run."""
     run_dir = tmp_path_factory.mktemp("reference") / "run"
-    _fit(COMMON, run_dir)
+    fit_in_process(COMMON, run_dir)
     return _history(run_dir)
 
 
@@ -91,10 +83,10 @@ def test_sigterm_then_resume_keeps_every_row_of_the_first_part(tmp_path: Path,
                                                                reference) -> None:
     run_dir = tmp_path / "run"
     with pytest.raises(Preempted) as stop:
-        _fit(COMMON, run_dir, _SignalAt(STOP_STEP, signal.SIGTERM))
+        fit_in_process(COMMON, run_dir, _SignalAt(STOP_STEP, signal.SIGTERM))
     first = _history(run_dir)
     assert all(first[name] for name in RECORD_FILES), "every file has rows before the stop"
-    _fit([*COMMON, "resume=auto"], run_dir)
+    fit_in_process([*COMMON, "resume=auto"], run_dir)
     resumed = _history(run_dir)
     for name in RECORD_FILES:
         # The first part's rows stay as they were, in front ...
@@ -109,12 +101,12 @@ def test_sigterm_then_resume_keeps_every_row_of_the_first_part(tmp_path: Path,
 def test_resume_after_a_crash_drops_the_rows_past_the_checkpoint(tmp_path: Path,
                                                                  reference) -> None:
     run_dir = tmp_path / "run"
-    _fit([*COMMON, "callbacks.checkpoint.every_kimg=0.5",
+    fit_in_process([*COMMON, "callbacks.checkpoint.every_kimg=0.5",
           "callbacks.checkpoint.keep_snapshots=true"], run_dir)
     # A crash after the 0.5 kimg checkpoint: last.ckpt is that one, the files go further.
     checkpoints = run_dir / "checkpoints"
     shutil.copyfile(checkpoints / "kimg000000.ckpt", checkpoints / "last.ckpt")
-    _fit([*COMMON, "resume=auto"], run_dir)
+    fit_in_process([*COMMON, "resume=auto"], run_dir)
     assert _history(run_dir) == reference
 
 
@@ -153,11 +145,11 @@ def test_wandb_resumes_the_same_run(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     logger = ["logger=wandb", "logger.wandb.mode=offline"]
     with pytest.raises(Preempted) as stop:
-        _fit([*COMMON, *logger], run_dir, _SignalAt(STOP_STEP, signal.SIGTERM))
+        fit_in_process([*COMMON, *logger], run_dir, _SignalAt(STOP_STEP, signal.SIGTERM))
     _finished_offline_runs(run_dir)  # what dgan.train does before it exits
     run_id = read_wandb_run_id(run_dir)
     assert run_id and (run_dir / WANDB_ID_FILE).is_file()
-    resumed = _fit([*COMMON, *logger, "resume=auto"], run_dir)
+    resumed = fit_in_process([*COMMON, *logger, "resume=auto"], run_dir)
     first, second = _finished_offline_runs(run_dir)
     # One W&B run in two parts (wandb sync uploads both into it).
     assert first.run_id == second.run_id == run_id
@@ -165,18 +157,18 @@ def test_wandb_resumes_the_same_run(tmp_path: Path) -> None:
     assert kimgs and min(kimgs) > stop.value.kimg - 1e-9
     assert max(kimgs) == pytest.approx(resumed.module.kimg, abs=1e-3)
     # A fresh start in the same directory is a new W&B run.
-    _fit([*COMMON, *logger, "kimg=0.128"], run_dir)
+    fit_in_process([*COMMON, *logger, "kimg=0.128"], run_dir)
     _finished_offline_runs(run_dir)
     assert read_wandb_run_id(run_dir) != run_id
 
 
 def test_training_longer_from_the_final_checkpoint_keeps_the_last_point(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    first = _fit([*COMMON, "kimg=0.512"], run_dir)
+    first = fit_in_process([*COMMON, "kimg=0.512"], run_dir)
     before = _history(run_dir)
     last = before["diagnostics/p_T.csv"][-1]
     assert float(last["p"]) == pytest.approx(first.module.diffusion.p.item())
-    _fit([*COMMON, "resume=auto"], run_dir)  # kimg=1: the same run, trained longer
+    fit_in_process([*COMMON, "resume=auto"], run_dir)  # kimg=1: the same run, trained longer
     after = _history(run_dir)
     for name in RECORD_FILES:
         assert after[name][:len(before[name])] == before[name], name

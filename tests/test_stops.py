@@ -21,7 +21,7 @@ from PIL import Image
 from dgan.callbacks.preemption import Preempted, SignalGuard, mark_training_done
 from dgan.config.builder import build_run
 
-from .conftest import REPO, compose_train
+from .conftest import REPO, compose_train, fit_in_process
 
 TINY = [
     "experiment=gaussians25",
@@ -102,19 +102,12 @@ class SignalsAtTrainEnd(L.Callback):
         signal.raise_signal(signal.SIGTERM)
 
 
-def _fit(overrides: list[str], run_dir: Path, probe: L.Callback | None = None):
-    run = build_run(compose_train(overrides, run_dir))
-    if probe is not None:
-        run.trainer.callbacks.append(probe)
-    run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=run.ckpt_path)
-    return run
-
 
 def test_sigint_saves_a_checkpoint_at_the_next_step_like_sigterm(tmp_path: Path,
                                                                  capfd) -> None:
     run_dir = tmp_path / "run"
     with pytest.raises(Preempted) as stop:
-        _fit([*TINY, "kimg=1"], run_dir, _SignalsAt(STOP_STEP, [signal.SIGINT]))
+        fit_in_process([*TINY, "kimg=1"], run_dir, _SignalsAt(STOP_STEP, [signal.SIGINT]))
     assert stop.value.signal_name == "SIGINT" and stop.value.exit_code == 0
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["dgan"]["cur_step"] == STOP_STEP and ckpt["dgan"]["cur_nimg"] == STOP_STEP * BATCH
@@ -129,7 +122,8 @@ def test_a_second_sigint_aborts_at_once_without_a_checkpoint(tmp_path: Path, cap
     run_dir = tmp_path / "run"
     # Lightning turns the KeyboardInterrupt into exit status 1 after its own shutdown.
     with pytest.raises(SystemExit) as stop:
-        _fit([*TINY, "kimg=1"], run_dir, _SignalsAt(STOP_STEP, [signal.SIGINT, signal.SIGINT]))
+        fit_in_process([*TINY, "kimg=1"], run_dir,
+                       _SignalsAt(STOP_STEP, [signal.SIGINT, signal.SIGINT]))
     assert stop.value.code == 1
     assert not (run_dir / "checkpoints" / "last.ckpt").exists()
     assert "second SIGINT: stopping at once" in capfd.readouterr().err

@@ -227,10 +227,8 @@ class DiffusionGAN(L.LightningModule):
         self._update_ema()
         self.cur_step += 1
         self.cur_nimg += self.batch_size
-        if self.cur_step == 1 or self.cur_step % max(self.trainer.log_every_n_steps, 1) == 0:
-            # Lightning's logging costs ~ a toy step: log sparsely, and once at the start so that
-            # the progress bar shows the losses from the first step.
-            self._log_step(logs)
+        if self.cur_step % max(self.trainer.log_every_n_steps, 1) == 0:
+            self._log_step(logs)  # Lightning's logging costs ~ a toy step: log sparsely
         if self.cur_nimg >= self.total_kimg * 1000:
             self.trainer.should_stop = True
         return {REAL_SIGNS: signs, REAL_COUNT: count}
