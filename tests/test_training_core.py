@@ -264,3 +264,13 @@ def test_generate_trunc_zero_gives_the_image_of_w_avg(tmp_path) -> None:
 
     expected = to_uint8(G.synthesis(ws, noise_mode="const"))[0, 0].numpy()
     assert np.abs(first.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_progress_bar_shows_the_losses_from_the_first_step(tmp_path) -> None:
+    run = build_run(compose_train(["experiment=gaussians25", "model.generator.hidden=16",
+                                   "model.discriminator.hidden=16", "model.batch_size=32",
+                                   "kimg=0.032", *QUIET], tmp_path / "run"))
+    run.trainer.fit(run.module, datamodule=run.datamodule)
+    assert run.module.cur_step == 1 < run.trainer.log_every_n_steps
+    assert {"lossG", "lossD"} <= set(run.trainer.progress_bar_metrics)
+    assert "loss/G" not in run.trainer.logged_metrics  # the loggers keep their cadence

@@ -229,6 +229,10 @@ class DiffusionGAN(L.LightningModule):
         self.cur_nimg += self.batch_size
         if self.cur_step % max(self.trainer.log_every_n_steps, 1) == 0:
             self._log_step(logs)  # Lightning's logging costs ~ a toy step: log sparsely
+        elif self.cur_step == 1:
+            # The progress bar shows the losses from the first step; the loggers keep their
+            # cadence (a record at step 1 would leave its reg losses as stale columns).
+            self._log_progress(logs)
         if self.cur_nimg >= self.total_kimg * 1000:
             self.trainer.should_stop = True
         return {REAL_SIGNS: signs, REAL_COUNT: count}
@@ -271,6 +275,9 @@ class DiffusionGAN(L.LightningModule):
         # A CPU tensor, so that logging it costs no copy to the device.
         self.log("kimg", torch.tensor(self.kimg), prog_bar=True, on_step=True, on_epoch=False,
                  batch_size=self.batch_size)
+        self._log_progress(logs)
+
+    def _log_progress(self, logs: dict[str, torch.Tensor]) -> None:
         shown = {bar: logs[key] for key, bar in PROGRESS_BAR_KEYS.items() if key in logs}
         self.log_dict(shown, prog_bar=True, logger=False, on_step=True, on_epoch=False)
 
