@@ -56,7 +56,8 @@ class EvaluateOptions:
         pkl: a StyleGAN2-ADA / Diffusion-GAN network pickle instead (converted on the fly).
         images: folder or zip of generated images to evaluate instead of a checkpoint.
         metrics: metric names, e.g. [fid50k_full,pr50k3_full]; null: the run's own metrics.
-        dataset: conf/dataset entry of the reals (digits, images, ...); null: the checkpoint's.
+        dataset: conf/dataset entry of the reals (digits, images, ...); null: the checkpoint's
+            (without its max_size subset when the run's metrics.reference is full).
         outdir: directory of the JSON result; null: next to the checkpoint (images: cwd).
         batch_size: images per generation / extraction batch.
         seed: seed of the latents; null: the run's metrics.seed (as in its metrics.jsonl).
@@ -154,6 +155,8 @@ def dataset_config(
         node = dataset_preset(opts.dataset)
     elif run_config is not None and isinstance(run_config.get("dataset"), dict):
         node = dict(run_config["dataset"])
+        if _run_setting(run_config, "metrics", "reference") == "full" and "max_size" in node:
+            node["max_size"] = None  # the run's metrics compared with the whole dataset
     else:
         raise ConfigError(
             "dataset is required with images= (and a pickle without training_set_kwargs): the "

@@ -5,7 +5,8 @@ written by ``dgan.train``. As in StyleGAN2-ADA, the latent of seed ``s`` is
 ``np.random.RandomState(s).randn(z_dim)``, so a seed names the same image whatever else is
 generated with it, and per-layer noise is the network's constant noise unless
 ``noise_mode=random``. A generator of 2-D points (toy data) writes ``scatter.png`` (its points
-over the training data) and ``points.csv`` instead.
+over the training data), ``points.csv`` and ``toy_figure.png`` (the paper's toy figure: the
+points, and sigmoid(D(y, t)) of the checkpoint's D over the plane at t = 0, T/2 and T) instead.
 
 Arguments are ``key=value`` (see :mod:`dgan.config.cli_args`); ``python -m dgan.generate --help``
 lists them.
@@ -28,14 +29,26 @@ from torch import nn
 from dgan.config.cli_args import parse_key_values, run_command, usage
 from dgan.config.instantiation import ConfigError, build
 from dgan.files.atomic import atomic_write_bytes
-from dgan.files.checkpoints import LoadedGenerator, load_generator, resolve_device
+from dgan.files.checkpoints import (
+    LoadedGenerator,
+    load_discriminator,
+    load_generator,
+    resolve_device,
+)
 from dgan.files.pictures import save_image_grid, save_png, save_scatter, to_uint8
+from dgan.files.toy_figure import (
+    discriminator_maps,
+    figure_timesteps,
+    method_name,
+    save_toy_figure,
+)
 
 NOISE_MODES = ("const", "random", "none")
 MAX_SEED = 2**32 - 1  # np.random.RandomState takes 32-bit seeds
 GRID_FILE = "grid.png"
 SCATTER_FILE = "scatter.png"
 POINTS_FILE = "points.csv"
+TOY_FIGURE_FILE = "toy_figure.png"
 # Training points drawn under a scatter of generated points (enough to show every mode).
 SCATTER_REALS = 2500
 
@@ -219,6 +232,24 @@ def write_points(
     return [csv, scatter]
 
 
+def write_toy_figure(loaded: LoadedGenerator, points: torch.Tensor, reals: torch.Tensor | None,
+                     outdir: Path, device: torch.device) -> Path:
+    """``toy_figure.png``: the points over the data and the checkpoint's D maps.
+
+    Args:
+        loaded: the checkpoint's generator (its path names the checkpoint whose D is drawn).
+        points: the generated points [N, 2].
+        reals: training points drawn underneath (None: none).
+        outdir: output directory.
+        device: where D runs.
+    """
+    disc = load_discriminator(loaded.path, device)
+    ts = figure_timesteps(disc.T)
+    maps = discriminator_maps(disc.D, ts, c_dim=getattr(disc.D, "c_dim", 0), device=device)
+    return save_toy_figure(points, reals, maps, ts, outdir / TOY_FIGURE_FILE,
+                           method_name(disc.T is not None), loaded.kimg)
+
+
 def _training_points(loaded: LoadedGenerator) -> torch.Tensor | None:
     node = loaded.config.get("dataset")
     if not isinstance(node, dict):
@@ -248,7 +279,10 @@ def run(opts: GenerateOptions) -> list[Path]:
     outdir = Path(opts.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     if out.dim() == 2:
-        written = write_points(out, seeds, outdir, _training_points(loaded))
+        reals = _training_points(loaded)
+        written = write_points(out, seeds, outdir, reals)
+        if opts.ckpt is not None and out.shape[1] == 2:
+            written.append(write_toy_figure(loaded, out, reals, outdir, device))
         print(f"[dgan] {len(seeds)} points of {loaded.path} (kimg {loaded.kimg:g}) -> "
               f"{outdir / SCATTER_FILE}, {outdir / POINTS_FILE}", flush=True)
         return written

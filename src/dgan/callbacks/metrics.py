@@ -20,6 +20,9 @@ from dgan.tracking.records import declare_headline, log_checkpoint, log_scalars
 
 SUMMARY_FILE = "metrics_summary.json"
 BEST_CHECKPOINT = "best.ckpt"
+# What the fakes are compared with: the run's training set, or the whole dataset its subset
+# (``dataset.max_size``) was drawn from, the paper's limited-data protocol.
+REFERENCE_SETS = ("train", "full")
 
 
 class MetricsCallback(L.Callback):
@@ -39,12 +42,21 @@ class MetricsCallback(L.Callback):
         seed: seed of the evaluation latents.
         higher_is_better: for the headline metric (None: guessed from its name).
         save_best: write ``checkpoints/best.ckpt`` whenever the headline metric improves.
+        reference: the reals the metrics compare with: ``train`` (the training set) or
+            ``full`` (the dataset without its ``max_size`` subset; needs ``reference_dataset``).
+        reference_dataset: that full dataset, built by the run builder (None: the training set).
     """
 
     def __init__(self, metrics: list[str], every_kimg: float = 0, run_dir: str | Path = ".",
                  batch_size: int = 64, cache_dir: str | Path | None = None,
                  weights_dir: str | Path | None = None, seed: int = 0,
-                 higher_is_better: bool | None = None, save_best: bool = True) -> None:
+                 higher_is_better: bool | None = None, save_best: bool = True,
+                 reference: str = "train", reference_dataset: Any = None) -> None:
+        if reference not in REFERENCE_SETS:
+            raise ValueError(f"reference={reference!r} is not a reference set; valid: "
+                             f"{', '.join(REFERENCE_SETS)}")
+        if reference == "full" and reference_dataset is None:
+            raise ValueError("reference='full' needs the full dataset as reference_dataset")
         for name in metrics:
             lookup_metric(name)  # an unknown name fails here, before training
         # Missing Inception/VGG16 weights fail now (file name and fetch command), not at the
@@ -58,6 +70,8 @@ class MetricsCallback(L.Callback):
         self.seed = seed
         self.higher_is_better = higher_is_better
         self.save_best = save_best
+        self.reference = reference
+        self.reference_dataset = reference_dataset
         self.cadence = EveryKimg(every_kimg)
         self.best: dict[str, float] | None = None
         self.final: dict[str, float] | None = None
@@ -110,7 +124,8 @@ class MetricsCallback(L.Callback):
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
         """Compute every metric on every rank; rank 0 logs and writes."""
-        dataset = trainer.datamodule.dataset
+        dataset = (self.reference_dataset if self.reference_dataset is not None
+                   else trainer.datamodule.dataset)
         opts = MetricOptions(
             G=pl_module.G_ema, dataset=dataset, device=pl_module.device,
             batch_size=self.batch_size, rank=trainer.global_rank,

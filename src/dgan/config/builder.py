@@ -22,6 +22,7 @@ from dgan.callbacks.checkpoint import LAST
 from dgan.callbacks.metrics import MetricsCallback
 from dgan.config.batch_layout import batch_layout
 from dgan.config.instantiation import ConfigError, build, describe, fits, show_value  # noqa: F401
+from dgan.config.timestep_input import discriminator_t_settings
 from dgan.files.writable import check_writable_dir
 from dgan.tracking.run_info import run_info
 
@@ -108,7 +109,8 @@ def build_run(cfg: DictConfig) -> Run:
         callbacks.append(build(cfg.augment_p, "augment_p"))
     metrics = None
     if cfg.get("metrics") and cfg.metrics.metrics:
-        metrics = build(cfg.metrics, "metrics")
+        metrics = build(cfg.metrics, "metrics",
+                        reference_dataset=_reference_dataset(cfg, dataset))
         callbacks.append(metrics)
     loggers = [build(node, f"logger.{name}") for name, node in (cfg.get("logger") or {}).items()
                if node is not None]
@@ -199,17 +201,19 @@ def _check_metric_names(node: Any) -> None:
 
 
 def _discriminator_timesteps(model: DictConfig, diffusion: Any) -> dict[str, Any]:
-    """D's t input follows the diffusion: its t range, or no t input without a diffusion.
+    """The model's D keys that follow the diffusion (:mod:`dgan.config.timestep_input`)."""
+    settings = discriminator_t_settings(model.get("discriminator"),
+                                        None if diffusion is None else int(diffusion.t_max))
+    return {"discriminator": settings} if settings else {}
 
-    Set here, when the run is built, so that ``diffusion=none`` changes the diffusion group
-    only and a t_max override reaches D without an interpolation in the model config.
-    """
-    node = model.get("discriminator")
-    if node is None or "t_conditioning" not in node:
-        return {}  # a D that takes no t (e.g. ProjectedGAN's)
-    if diffusion is None:
-        return {"discriminator": {"t_conditioning": "none"}}
-    return {"discriminator": {"t_max": int(diffusion.t_max)}}
+
+def _reference_dataset(cfg: DictConfig, dataset: Any) -> Any:
+    """The reals of the metrics: the training set, or with ``metrics.reference=full`` the
+    dataset its ``max_size`` subset was drawn from (the limited-data protocol)."""
+    if cfg.metrics.get("reference", "train") != "full" or cfg.dataset.get("max_size") is None:
+        return dataset
+    full = OmegaConf.merge(cfg.dataset, {"max_size": None})
+    return build(full, "dataset")
 
 
 def _check_data_matches_model(dataset: Any, module: Any) -> None:

@@ -20,8 +20,12 @@ import torch
 from torch import nn
 
 from dgan.config.instantiation import ConfigError, build
+from dgan.config.timestep_input import discriminator_t_settings
 
 G_EMA_PREFIX = "G_ema."
+D_PREFIX = "D."
+# The diffusion's current chain length, a buffer of the module's diffusion.
+DIFFUSION_T_KEY = "diffusion.T"
 PICKLE_SUFFIX = ".pkl"
 
 
@@ -141,6 +145,50 @@ def load_generator(
     G = G.to(device).eval().requires_grad_(False)
     kimg = float(state["dgan"].get("cur_nimg", 0)) / 1000
     return LoadedGenerator(path=Path(path), G=G, config=config, kimg=kimg)
+
+
+@dataclasses.dataclass
+class LoadedDiscriminator:
+    """The trained D of a checkpoint and the chain it was trained with.
+
+    Args:
+        D: the discriminator, in eval mode, gradients off.
+        T: the diffusion's chain length when the checkpoint was written (None: no diffusion).
+    """
+
+    D: nn.Module
+    T: int | None
+
+
+def load_discriminator(path: str | Path, device: torch.device | str = "cpu",
+                       key: str = "ckpt") -> LoadedDiscriminator:
+    """Rebuild the D of a dgan checkpoint (its t input set from the run's diffusion).
+
+    Args:
+        path: the ``.ckpt`` file.
+        device: where to put D.
+        key: the argument name used in error messages.
+    """
+    state = read_checkpoint(path, key)
+    config = state["dgan"]["config"]
+    node = (config.get("model") or {}).get("discriminator")
+    if not isinstance(node, dict) or "_target_" not in node:
+        raise ConfigError(f"{key}={path}: the checkpoint's config has no discriminator _target_")
+    diffusion = config.get("diffusion")
+    t_max = diffusion.get("t_max") if isinstance(diffusion, dict) else None
+    D = build({**node, **discriminator_t_settings(node, t_max)}, "model.discriminator")
+    weights = {name[len(D_PREFIX):]: tensor for name, tensor in state["state_dict"].items()
+               if name.startswith(D_PREFIX)}
+    try:
+        D.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        text = " ".join(str(err).split())[:300]
+        raise ConfigError(
+            f"{key}={path}: D weights do not fit model.discriminator of its config ({text})"
+        ) from err
+    T = state["state_dict"].get(DIFFUSION_T_KEY)
+    return LoadedDiscriminator(D=D.to(device).eval().requires_grad_(False),
+                               T=None if diffusion is None or T is None else int(T))
 
 
 def resolve_device(device: str | None) -> torch.device:
