@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install demo test test-slow lint format bench clean
+.PHONY: install demo test test-slow lint format bench clean reproduce reproduce-toy \
+	reproduce-limited reproduce-augment
 
 install: $(STAMP)
 
@@ -39,3 +40,35 @@ bench: $(STAMP)
 
 clean:
 	rm -rf outputs multirun .pytest_cache
+
+# The README's results, over seeds: each target is one Hydra multirun and one sweep_report
+# (mean, std and n per setting: sweep_groups.md / .csv / .png in the multirun directory).
+# `make -j2 reproduce` runs two multiruns at a time, one thread each (2-core CPU).
+REPRO_DIR ?= multirun/reproduce
+REPRO_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+TRAIN_M := $(REPRO_ENV) $(BIN)/python -m dgan.train -m
+REPORT := $(BIN)/python -m dgan.sweep_report
+
+reproduce: reproduce-toy reproduce-limited reproduce-augment
+
+# 25 Gaussians, Diffusion-GAN against the plain GAN, 5 seeds (writes the toy figures too).
+reproduce-toy: $(STAMP)
+	$(TRAIN_M) experiment=gaussians25 diffusion=toy,none seed=0,1,2,3,4 \
+		hydra.sweep.dir=$(REPRO_DIR)/toy
+	$(REPORT) $(REPRO_DIR)/toy --group-by diffusion
+
+# Limited data: 200, 500 and all 1,797 digits, every run scored against all digits.
+reproduce-limited: $(STAMP)
+	$(TRAIN_M) experiment=digits_stylegan2 dataset.max_size=200,500,null \
+		diffusion=stylegan2,none seed=0,1,2 hydra.sweep.dir=$(REPRO_DIR)/limited
+	$(REPORT) $(REPRO_DIR)/limited --group-by dataset.max_size,diffusion
+
+# Augmentation before the diffusion: ADA and DiffAugment, with and without the diffusion.
+# Each half is its own multirun (a stamp marks it done), so -j2 runs them side by side.
+reproduce-augment: $(REPRO_DIR)/augment/ada/.done $(REPRO_DIR)/augment/diffaug/.done
+	$(REPORT) $(REPRO_DIR)/augment --group-by augment,diffusion
+
+$(REPRO_DIR)/augment/%/.done: $(STAMP)
+	$(TRAIN_M) experiment=digits_stylegan2 augment=$* diffusion=stylegan2,none seed=0,1,2 \
+		hydra.sweep.dir=$(REPRO_DIR)/augment/$*
+	touch $@

@@ -1,0 +1,51 @@
+"""`make reproduce`: every job of its multiruns composes, and its reports group by swept keys."""
+
+from __future__ import annotations
+
+import itertools
+import shlex
+import subprocess
+
+import pytest
+
+from dgan.config.builder import build_run
+
+from .conftest import REPO, compose_train
+
+TARGETS = ("reproduce-toy", "reproduce-limited", "reproduce-augment")
+
+
+def _commands(target: str) -> list[list[str]]:
+    """The commands ``make TARGET`` would run (``make -n``), split into words."""
+    out = subprocess.run(["make", "-n", "-B", target, "REPRO_DIR=/tmp/repro", "STAMP="],
+                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    return [shlex.split(line) for line in out.replace("\\\n", " ").splitlines() if line.strip()]
+
+
+def _jobs(words: list[str]) -> list[list[str]]:
+    """The override lists of one ``dgan.train -m`` command (its comma sweeps expanded)."""
+    start = words.index("-m", words.index("dgan.train")) + 1
+    choices = [[f"{key}={value}" for value in values.split(",")]
+               for key, values in (w.split("=", 1) for w in words[start:])
+               if not key.startswith("hydra.")]
+    return [list(job) for job in itertools.product(*choices)]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_reproduce_job_builds(target: str, tmp_path) -> None:
+    commands = _commands(target)
+    trains = [w for w in commands if "dgan.train" in w]
+    reports = [w for w in commands if "dgan.sweep_report" in w]
+    assert trains and len(reports) == 1, commands
+    swept: set[str] = set()
+    for words in trains:
+        jobs = _jobs(words)
+        assert len(jobs) >= 6  # every comparison has at least 3 seeds per setting
+        for k, overrides in enumerate(jobs):
+            swept |= {o.split("=", 1)[0] for o in overrides}
+            if k in (0, len(jobs) - 1):  # the two ends of the sweep differ in every key
+                build_run(compose_train(overrides, tmp_path / f"job{k}"))
+            else:
+                compose_train(overrides, tmp_path / f"job{k}")
+    group_by = reports[0][reports[0].index("--group-by") + 1].split(",")
+    assert set(group_by) <= swept and "seed" not in group_by
