@@ -136,6 +136,21 @@ def test_logits_shape(disc, disc_separable) -> None:
         assert torch.isfinite(logits).all()
 
 
+@torch.no_grad()
+def test_small_resize_with_mini_discs_sized_for_it() -> None:
+    # A CPU run upsamples to 64 px only: the mini Ds sized for 64 px (maps 32, 16, 8, 4 after
+    # the projections) keep a logit map at every scale; ndf sets one width for every block.
+    torch.manual_seed(0)
+    small = ProjectedDiscriminator(img_resolution=SMALL_RES, img_channels=1, resize=64,
+                                   disc_resolution=64, ndf=16, feature_weights=None).eval()
+    logits = small(images(n=2, channels=1), None)
+    # 32 -> 8 (two DownBlocks), 16 -> 8, 8 and 4 straight to the 4x4 logit conv.
+    assert logits.shape == (2, 5 * 5 + 5 * 5 + 5 * 5 + 1)
+    widths = {m.out_channels for d in small.mini_discs for m in d.modules()
+              if isinstance(m, torch.nn.Conv2d) and m.out_channels != 1}
+    assert widths == {16}
+
+
 def test_input_shape_is_checked(disc) -> None:
     with pytest.raises(ValueError, match="expected images"):
         disc(images(res=64), None)

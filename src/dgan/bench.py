@@ -51,21 +51,34 @@ from torch.utils.data import DataLoader, Dataset
 from dgan.config.builder import build
 from dgan.config.paths import CONFIG_DIR
 from dgan.diffusion.adaptive import adjust_p
+from dgan.diffusion.feature_noise import FeatureDiffusion
 
 # Bench names of the presets and the experiment overlay each one composes.
-PRESETS = {"cifar": "cifar10_stylegan2", "digits": "digits_stylegan2"}
+PRESETS = {"cifar": "cifar10_stylegan2", "digits": "digits_stylegan2",
+           "projected": "cifar10_projectedgan"}
 DEFAULT_PRESETS = ("cifar", "digits")
 # Per-device batch on CPU: cifar at full width costs seconds per image on a small CPU.
-CPU_BATCH = {"cifar": 4, "digits": 32}
+CPU_BATCH = {"cifar": 4, "digits": 32, "projected": 4}
 PRECISIONS = ("32-true", "bf16-mixed")
 # Widths of --tiny: every code path of the full bench, in seconds.
-TINY_OVERRIDES = (
+TINY_STYLEGAN2_G = (
     "model.generator.z_dim=32",
     "model.generator.w_dim=32",
     "model.generator.channel_base=256",
     "model.generator.channel_max=16",
+)
+TINY_STYLEGAN2_D = (
     "++model.discriminator.cmap_dim=16",
     "model.discriminator.mapping_layers=2",
+)
+TINY_OVERRIDES = TINY_STYLEGAN2_G + TINY_STYLEGAN2_D
+# Diffusion-ProjectedGAN: a narrow FastGAN, D on 64 px inputs with 16-channel mini Ds (the
+# pretrained feature network itself is what it is).
+TINY_FASTGAN_G = ("model.generator.z_dim=32", "model.generator.ngf=8")
+TINY_PROJECTED_D = (
+    "model.discriminator.resize=64",
+    "model.discriminator.disc_resolution=64",
+    "model.discriminator.ndf=16",
 )
 TINY_BATCH = 4
 BYTES_PER_MIB = 1024**2
@@ -110,16 +123,28 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def preset_overrides(opts: Options, device: torch.device) -> list[str]:
-    """Hydra overrides shared by every module of the run (device, precision, options)."""
+def preset_overrides(opts: Options, device: torch.device, model: DictConfig | None = None
+                     ) -> list[str]:
+    """Hydra overrides shared by every module of the run (device, precision, options).
+
+    Args:
+        opts: the bench options.
+        device: the device measured on.
+        model: the preset's composed ``model`` node, which says which generator and
+            discriminator the options and ``--tiny`` widths must fit (None: StyleGAN2's).
+    """
+    stylegan2_g = model is None or "fused_modconv" in model.generator
+    projected_d = model is not None and "feature_weights" in model.discriminator
     out = [f"trainer={'gpu' if device.type == 'cuda' else 'cpu'}",
            f"trainer.precision={opts.precision}",
            f"model.channels_last={str(opts.channels_last).lower()}",
            f"model.compile={str(opts.compile).lower()}",
-           f"model.generator.fused_modconv={str(opts.fused_modconv).lower()}",
            f"callbacks.backend.tf32={str(opts.tf32).lower()}"]
+    if stylegan2_g:
+        out.append(f"model.generator.fused_modconv={str(opts.fused_modconv).lower()}")
     if opts.tiny:
-        out += list(TINY_OVERRIDES)
+        out += list(TINY_STYLEGAN2_G if stylegan2_g else TINY_FASTGAN_G)
+        out += list(TINY_PROJECTED_D if projected_d else TINY_STYLEGAN2_D)
     return out + list(opts.overrides)
 
 
@@ -133,9 +158,12 @@ def compose_config(preset: str, overrides: list[str], output_dir: Path) -> DictC
 
 
 def build_module(cfg: DictConfig) -> L.LightningModule:
-    """The DiffusionGAN of ``cfg`` (its diffusion included, when the config has one)."""
+    """The DiffusionGAN of ``cfg`` (its diffusion and augmentation included, when the config
+    has them: ProjectedGAN's DiffAugment is part of its step)."""
     diffusion = build(cfg.diffusion, "diffusion") if cfg.get("diffusion") else None
-    return build(cfg.model, "model", diffusion=diffusion, total_kimg=float(cfg.kimg))
+    augment = build(cfg.augment, "augment") if cfg.get("augment") else None
+    return build(cfg.model, "model", diffusion=diffusion, augment=augment,
+                 total_kimg=float(cfg.kimg))
 
 
 class RandomImages(Dataset):
@@ -253,7 +281,7 @@ def _sync_debug(device: torch.device, enabled: bool) -> Iterator[None]:
 def measure_training(preset: str, opts: Options, device: torch.device, root: Path
                      ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Step time of ``preset`` with and without diffusion (interleaved repeats)."""
-    base = preset_overrides(opts, device)
+    base = preset_overrides(opts, device, compose_config(preset, [], root).model)
     batch = opts.batch or (TINY_BATCH if opts.tiny else None)
     if batch is None and device.type == "cpu":
         batch = CPU_BATCH.get(preset)
@@ -386,14 +414,22 @@ def measure_augmentation(module: Any, step_s: float, opts: Options, device: torc
 
 def measure_diffusion(module: Any, step_s: float, opts: Options, device: torch.device
                       ) -> dict[str, Any]:
-    """Cost of t sampling + q_sample (forward and backward) per call, per step and its share."""
+    """Cost of t sampling + q_sample (forward and backward) per call, per step and its share.
+
+    A feature diffusion (Diffusion-ProjectedGAN) is timed on D's four feature maps of a batch,
+    where it acts, instead of on images.
+    """
     diffusion = module.diffusion
     n = int(module.batch_size)
     G = module.G
     x = torch.randn(n, G.img_channels, G.img_resolution, G.img_resolution, device=device,
                     requires_grad=True)
+    features = _feature_maps(module.D, x) if isinstance(diffusion, FeatureDiffusion) else None
 
     def call() -> None:
+        if features is not None:
+            sum(y.sum() for y in diffusion(features)).backward()
+            return
         y, _ = diffusion(x)
         y.sum().backward()
 
@@ -407,6 +443,20 @@ def measure_diffusion(module: Any, step_s: float, opts: Options, device: torch.d
     per_step = calls * per_call + adapt / interval
     return {"per_call_s": per_call, "calls_per_step": calls, "adapt_s": adapt,
             "per_step_s": per_step, "share_of_step": per_step / step_s}
+
+
+@torch.no_grad()
+def _feature_maps(D: Any, x: torch.Tensor) -> list[torch.Tensor]:
+    """The maps a ProjectedDiscriminator's feature noise sees for images ``x`` (leaf tensors
+    that require grad, as G's graph would make them)."""
+    from dgan.networks.projected.discriminator import RGB_CHANNELS
+
+    if x.shape[1] != RGB_CHANNELS:  # grey images, repeated as the discriminator does
+        x = x.repeat(1, RGB_CHANNELS, 1, 1)
+    maps = D.feature_network(x)
+    if D.diffusion_position == "last":
+        maps = D.projections(maps)
+    return [m.detach().requires_grad_(True) for m in maps]
 
 
 def measure_generation(module: Any, opts: Options, device: torch.device) -> dict[str, Any]:
@@ -553,9 +603,11 @@ def run(opts: Options) -> dict[str, Any]:
 def parse_args(argv: list[str] | None = None) -> Options:
     p = argparse.ArgumentParser(prog="python -m dgan.bench", description=__doc__.split("\n")[0])
     p.add_argument("--presets", default=",".join(DEFAULT_PRESETS),
-                   help="comma-separated presets: cifar, digits, or any experiment name")
+                   help="comma-separated presets: cifar, digits, projected "
+                        "(cifar10_projectedgan), or any experiment name")
     p.add_argument("--batch", type=int, default=None,
-                   help="batch per step (default: the preset's on GPU; cifar 4, digits 32 on CPU)")
+                   help="batch per step (default: the preset's on GPU; cifar 4, digits 32, "
+                        "projected 4 on CPU)")
     p.add_argument("--precision", default="32-true", choices=PRECISIONS,
                    help="trainer.precision of the step")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")

@@ -122,6 +122,8 @@ class MiniDiscriminator(nn.Module):
         c_dim: number of classes (0: unconditional).
         cmap_dim: width of the class projection.
         embed_dim: width of the class embedding.
+        ndf: one width for every DownBlock instead of the per-resolution table (the
+            reference's ``ndf``; None: the table).
     """
 
     def __init__(
@@ -132,10 +134,13 @@ class MiniDiscriminator(nn.Module):
         c_dim: int = 0,
         cmap_dim: int = CMAP_DIM,
         embed_dim: int = EMBED_DIM,
+        ndf: int | None = None,
     ) -> None:
         super().__init__()
-        res = _nearest_table_resolution(start_resolution)
-        widths = dict(CHANNELS_AT_RESOLUTION)
+        # A map already at (or below) the end resolution goes straight to the logit conv.
+        res = max(_nearest_table_resolution(start_resolution), END_RESOLUTION)
+        widths = dict(CHANNELS_AT_RESOLUTION) if ndf is None else dict.fromkeys(
+            CHANNELS_AT_RESOLUTION, ndf)
         widths[res] = in_channels
         blocks = []
         while res > END_RESOLUTION:
@@ -181,6 +186,11 @@ class ProjectedDiscriminator(nn.Module):
         expand: widen coarser projections (``cout`` x 1, 2, 4, 8).
         cmap_dim: width of the class projection of each mini D.
         embed_dim: width of the class embedding of each mini D.
+        disc_resolution: image side the mini discriminators are sized for (their number of
+            DownBlocks); the reference fixes 256 whatever the data, which fits inputs resized to
+            224. With a smaller ``resize`` (a CPU run) give about ``resize`` here, or the
+            finest maps are halved below the 4x4 logit kernel.
+        ndf: one width for every DownBlock instead of the reference's table (None: the table).
     """
 
     def __init__(
@@ -197,6 +207,8 @@ class ProjectedDiscriminator(nn.Module):
         expand: bool = True,
         cmap_dim: int = CMAP_DIM,
         embed_dim: int = EMBED_DIM,
+        disc_resolution: int = REFERENCE_RESOLUTION,
+        ndf: int | None = None,
     ) -> None:
         super().__init__()
         if diffusion_position not in DIFFUSION_POSITIONS:
@@ -212,10 +224,10 @@ class ProjectedDiscriminator(nn.Module):
         self.feature_network = EfficientNetLite0Features(weights=feature_weights, resize=resize)
         self.projections = RandomProjections(self.feature_network.channels, cout=cout,
                                              expand=expand)
-        starts = [REFERENCE_RESOLUTION // s * CSM_UPSAMPLE for s in self.feature_network.strides]
+        starts = [disc_resolution // s * CSM_UPSAMPLE for s in self.feature_network.strides]
         self.mini_discs = nn.ModuleList(
             MiniDiscriminator(cin, res, separable=separable, c_dim=c_dim, cmap_dim=cmap_dim,
-                              embed_dim=embed_dim)
+                              embed_dim=embed_dim, ndf=ndf)
             for cin, res in zip(self.projections.out_channels, starts, strict=True)
         )
 
