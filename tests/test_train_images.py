@@ -98,6 +98,9 @@ def test_every_paper_experiment_is_covered() -> None:
         "afhq_cat_stylegan2", "afhq_dog_stylegan2", "afhq_wild_stylegan2", "celeba64_stylegan2",
         "cifar10_stylegan2", "ffhq_stylegan2", "lsun_bedroom_stylegan2",
         "lsun_church_stylegan2", "stl10_stylegan2",
+        "afhq_cat_insgen", "afhq_dog_insgen", "afhq_wild_insgen",
+        "cifar10_projectedgan", "stl10_projectedgan", "lsun_bedroom_projectedgan",
+        "lsun_church_projectedgan",
     ])
 
 

@@ -96,7 +96,8 @@ def build_run(cfg: DictConfig) -> Run:
     adaptive = build(cfg.adaptive, "adaptive") if diffusion and cfg.get("adaptive") else None
     augment = build(cfg.augment, "augment") if cfg.get("augment") else None
     module = build(cfg.model, "model", diffusion=diffusion, adaptive=adaptive, augment=augment,
-                   total_kimg=float(cfg.kimg), **_discriminator_timesteps(cfg.model, diffusion))
+                   total_kimg=float(cfg.kimg), **_discriminator_timesteps(cfg.model, diffusion),
+                   **_loss_dataset_size(cfg.model, dataset))
     module.run_config = plain  # set after: instantiate would build the _target_s inside it
     _check_data_matches_model(dataset, module)
     datamodule = build(cfg.datamodule, "datamodule", dataset=dataset)
@@ -205,6 +206,15 @@ def _discriminator_timesteps(model: DictConfig, diffusion: Any) -> dict[str, Any
     settings = discriminator_t_settings(model.get("discriminator"),
                                         None if diffusion is None else int(diffusion.t_max))
     return {"discriminator": settings} if settings else {}
+
+
+def _loss_dataset_size(model: DictConfig, dataset: Any) -> dict[str, Any]:
+    """A loss that sizes state by the data (InsGen's queues: 5% of the images) gets the
+    training set's length, x-flips included, when its config has a ``dataset_size: null``."""
+    node = model.get("loss")
+    if node is None or "dataset_size" not in node or node.dataset_size is not None:
+        return {}
+    return {"loss": {"dataset_size": len(dataset)}}
 
 
 def _reference_dataset(cfg: DictConfig, dataset: Any) -> Any:

@@ -156,6 +156,7 @@ class DiffusionGAN(L.LightningModule):
             for stream in (self.diffusion, self.augment):
                 if stream is not None and hasattr(stream, "reseed"):
                     stream.reseed(stream.seed + self.global_rank)
+            self.loss.start_run(self.global_rank)
         if self.channels_last:
             for net in (self.G, self.D, self.G_ema):
                 net.to(memory_format=torch.channels_last)
@@ -204,6 +205,7 @@ class DiffusionGAN(L.LightningModule):
         signs = torch.zeros((), device=self.device)
         count = torch.zeros((), device=self.device)
 
+        self.loss.begin_iteration()
         for phase in self.phases:
             if not phase.due(self.cur_step):
                 continue

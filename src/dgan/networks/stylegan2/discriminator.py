@@ -239,6 +239,8 @@ class Discriminator(nn.Module):
             lr_multiplier=mapping_lr_multiplier,
             embed_bias_init=t_embed_bias_init,
         )
+        # Channels of the 4x4 features the epilogue receives (what InsGen's heads read).
+        self.feature_channels = channels[4]
         self.b4 = DiscriminatorEpilogue(
             channels[4],
             self.head,
@@ -263,6 +265,16 @@ class Discriminator(nn.Module):
         compatibility; D tracks no averages.
         """
         del update_emas
+        x, img = self.trunk(img)
+        features = self.b4(x, img)
+        return self.head(features, c, t)
+
+    def trunk(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The convolutional blocks: features [N, feature_channels, 4, 4] before the epilogue,
+        and the downsampled image (skip architecture only, else None).
+
+        The trunk sees neither c nor t, so its features are those of any timestep.
+        """
         reduced_ok = (
             self.use_reduced_precision and img.device.type in self.reduced_precision_devices
         )
@@ -270,5 +282,4 @@ class Discriminator(nn.Module):
         for block in self.blocks.values():
             dtype = REDUCED_DTYPE if reduced_ok and block.reduced_precision else torch.float32
             x, img = block(x, img, dtype=dtype)
-        features = self.b4(x, img)
-        return self.head(features, c, t)
+        return x, img

@@ -66,6 +66,14 @@ class GANLoss(nn.Module):
             raise RuntimeError(f"{type(self).__name__} is not bound to networks: call bind()")
         return self._nets
 
+    def start_run(self, rank: int) -> None:
+        """Called by the module when a fresh run starts (not on resume), with this process's
+        rank: a loss with random streams or momentum copies of its own sets them up here."""
+
+    def begin_iteration(self) -> None:
+        """Called by the module at the start of every training iteration, before its phases
+        (e.g. for a momentum update that must happen once per iteration)."""
+
     def regularises(self, network: str) -> bool:
         """Whether the reg phase of ``network`` (G or D) computes anything (``dgan.bench``
         weights the phases by it)."""

@@ -109,7 +109,7 @@ class StyleGAN2Loss(GANLoss):
             fake, _ = self.run_G(gen_z, gen_c)
             fake_logits, _ = self.run_D(fake, gen_c)
             loss = F.softplus(-fake_logits).mean()
-            backward(loss * gain)
+            backward(self._plus_fake_terms(loss, "G", fake, gen_z, gen_c, logs) * gain)
             logs["loss/G"] = loss.detach()
         if phase in G_REG_PHASES and self.pl_weight > 0:
             logs["loss/G_pl"] = self._path_length(gen_z, gen_c, gain)
@@ -118,7 +118,7 @@ class StyleGAN2Loss(GANLoss):
                 fake, _ = self.run_G(gen_z, gen_c)
             fake_logits, _ = self.run_D(fake, gen_c)
             loss_fake = F.softplus(fake_logits).mean()
-            backward(loss_fake * gain)
+            backward(self._plus_fake_terms(loss_fake, "D", fake, gen_z, gen_c, logs) * gain)
             logs["D/fake_logits"] = fake_logits.detach().mean()
         do_r1 = phase in D_REG_PHASES and self.r1_gamma > 0
         if phase in D_MAIN_PHASES or do_r1:
@@ -126,6 +126,26 @@ class StyleGAN2Loss(GANLoss):
             if phase in D_MAIN_PHASES:
                 logs["loss/D"] = loss_fake.detach() + logs.pop("loss/D_real")
         return logs
+
+    def fake_terms(self, network: str, fake: torch.Tensor, gen_z: torch.Tensor,
+                   gen_c: torch.Tensor, logs: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """Extra loss on this round's fakes, added to the main phase's adversarial loss before
+        its backward (None: nothing; subclasses such as InsGen add terms here).
+
+        Args:
+            network: G (``fake`` carries G's graph) or D (``fake`` is detached).
+            fake: the generated images the phase scored.
+            gen_z: their latents.
+            gen_c: their labels.
+            logs: the phase's log dict, to add the terms' values to.
+        """
+        return None
+
+    def _plus_fake_terms(self, loss: torch.Tensor, network: str, fake: torch.Tensor,
+                         gen_z: torch.Tensor, gen_c: torch.Tensor,
+                         logs: dict[str, torch.Tensor]) -> torch.Tensor:
+        extra = self.fake_terms(network, fake, gen_z, gen_c, logs)
+        return loss if extra is None else loss + extra
 
     def _path_length(self, gen_z: torch.Tensor, gen_c: torch.Tensor, gain: float
                      ) -> torch.Tensor:
