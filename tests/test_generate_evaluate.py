@@ -183,6 +183,7 @@ def test_generate_toy_model_writes_scatter_and_points(tmp_path: Path) -> None:
     ckpt = _synthetic_checkpoint(plain_config(cfg), tmp_path / "toy.ckpt")
     out = tmp_path / "toy"
     assert generate.main([f"ckpt={ckpt}", "seeds=0-99", f"outdir={out}"]) == 0
+    # A checkpoint of G_ema alone has no D to draw: no toy figure, and a note instead.
     assert sorted(p.name for p in out.iterdir()) == ["points.csv", "scatter.png"]
     rows = (out / "points.csv").read_text().splitlines()
     assert rows[0] == "seed,x0,x1" and len(rows) == 101 and rows[1].startswith("0,")

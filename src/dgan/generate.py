@@ -31,6 +31,7 @@ from dgan.config.instantiation import ConfigError, build
 from dgan.files.atomic import atomic_write_bytes
 from dgan.files.checkpoints import (
     LoadedGenerator,
+    NoDiscriminatorWeights,
     load_discriminator,
     load_generator,
     resolve_device,
@@ -282,7 +283,10 @@ def run(opts: GenerateOptions) -> list[Path]:
         reals = _training_points(loaded)
         written = write_points(out, seeds, outdir, reals)
         if opts.ckpt is not None and out.shape[1] == 2:
-            written.append(write_toy_figure(loaded, out, reals, outdir, device))
+            try:
+                written.append(write_toy_figure(loaded, out, reals, outdir, device))
+            except NoDiscriminatorWeights as err:
+                print(f"[dgan] no {TOY_FIGURE_FILE}: {err}", flush=True)
         print(f"[dgan] {len(seeds)} points of {loaded.path} (kimg {loaded.kimg:g}) -> "
               f"{outdir / SCATTER_FILE}, {outdir / POINTS_FILE}", flush=True)
         return written

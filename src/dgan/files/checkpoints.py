@@ -147,6 +147,10 @@ def load_generator(
     return LoadedGenerator(path=Path(path), G=G, config=config, kimg=kimg)
 
 
+class NoDiscriminatorWeights(ConfigError):
+    """The checkpoint holds G_ema only (e.g. written from a generator alone)."""
+
+
 @dataclasses.dataclass
 class LoadedDiscriminator:
     """The trained D of a checkpoint and the chain it was trained with.
@@ -179,6 +183,8 @@ def load_discriminator(path: str | Path, device: torch.device | str = "cpu",
     D = build({**node, **discriminator_t_settings(node, t_max)}, "model.discriminator")
     weights = {name[len(D_PREFIX):]: tensor for name, tensor in state["state_dict"].items()
                if name.startswith(D_PREFIX)}
+    if not weights:
+        raise NoDiscriminatorWeights(f"{key}={path}: the checkpoint holds no {D_PREFIX}* weights")
     try:
         D.load_state_dict(weights, strict=True)
     except RuntimeError as err:
