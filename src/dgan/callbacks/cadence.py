@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import lightning as L
+
 
 class EveryKimg:
     """Due once each time kimg reaches the next multiple of ``every_kimg``.
@@ -42,3 +44,29 @@ class EveryKimg:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.next_kimg = float(state["next_kimg"])
+
+
+class KimgSnapshots(L.Callback):
+    """Base of the picture callbacks: :meth:`snapshot` every ``every_kimg`` (and, by the
+    subclass, at the end), with the schedule in the checkpoint.
+
+    Args:
+        every_kimg: period in thousands of images (0: only at the end).
+    """
+
+    def __init__(self, every_kimg: float) -> None:
+        self.cadence = EveryKimg(every_kimg)
+
+    def snapshot(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Any:
+        raise NotImplementedError
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.cadence.due(pl_module.kimg, trainer.should_stop):
+            self.snapshot(trainer, pl_module)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**self.cadence.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.cadence.load_state_dict(state_dict)

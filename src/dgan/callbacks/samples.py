@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
 
-from dgan.callbacks.cadence import EveryKimg
+from dgan.callbacks.cadence import KimgSnapshots
 from dgan.files.pictures import save_image_grid, save_scatter
 from dgan.tracking.records import log_image_file
 
 
-class SamplesCallback(L.Callback):
+class SamplesCallback(KimgSnapshots):
     """Writes samples of G_ema from fixed latents every ``every_kimg`` and at the end.
 
     Images go to ``<run_dir>/samples/fakes{kimg:06d}.png`` as a grid (and the reals once, as
@@ -33,7 +32,7 @@ class SamplesCallback(L.Callback):
         self.num_images = num_images
         self.num_points = num_points
         self.seed = seed
-        self.cadence = EveryKimg(every_kimg)
+        super().__init__(every_kimg)
         self.written: list[Path] = []
 
     def _latents(self, pl_module: L.LightningModule, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,11 +49,6 @@ class SamplesCallback(L.Callback):
         if trainer.is_global_zero and not _is_points(dataset[0][0]):
             reals = torch.stack([dataset[i][0] for i in range(min(self.num_images, len(dataset)))])
             self._write(trainer, save_image_grid(reals, self.out_dir / "reals.png"), "reals", 0)
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                           outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.cadence.due(pl_module.kimg, trainer.should_stop):
-            self.snapshot(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         path = self.snapshot(trainer, pl_module)
@@ -83,12 +77,6 @@ class SamplesCallback(L.Callback):
     def _write(self, trainer: L.Trainer, path: Path, key: str, kimg: float) -> None:
         self.written.append(path)
         log_image_file(trainer, key, path, kimg, caption=f"kimg {kimg:.1f}")
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**self.cadence.state_dict()}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.cadence.load_state_dict(state_dict)
 
 
 def _is_points(x: torch.Tensor) -> bool:

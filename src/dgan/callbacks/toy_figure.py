@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
 
-from dgan.callbacks.cadence import EveryKimg
+from dgan.callbacks.cadence import KimgSnapshots
 from dgan.files.toy_figure import (
     DEFAULT_LIM,
     discriminator_maps,
@@ -20,7 +19,7 @@ from dgan.files.toy_figure import (
 from dgan.tracking.records import log_image_file
 
 
-class ToyFigure(L.Callback):
+class ToyFigure(KimgSnapshots):
     """Writes ``<run_dir>/samples/toy{kimg:06d}.png`` every ``every_kimg`` and at the end.
 
     Only for 2-D point data (an image run writes nothing). The maps use the D being trained and
@@ -45,13 +44,8 @@ class ToyFigure(L.Callback):
         self.ts = None if ts is None else [int(t) for t in ts]
         self.lim = float(lim)
         self.seed = seed
-        self.cadence = EveryKimg(every_kimg)
+        super().__init__(every_kimg)
         self.written: list[Path] = []
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                           outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.cadence.due(pl_module.kimg, trainer.should_stop):
-            self.snapshot(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         path = self.snapshot(trainer, pl_module)
@@ -88,9 +82,3 @@ class ToyFigure(L.Callback):
         self.written.append(path)
         log_image_file(trainer, "toy_figure", path, kimg, caption=f"kimg {kimg:.1f}")
         return path
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**self.cadence.state_dict()}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.cadence.load_state_dict(state_dict)
