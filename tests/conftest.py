@@ -19,6 +19,19 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 
+# A toy run at reduced width without metrics or picture/progress callbacks (the runs of the
+# resume, DDP and stop tests).
+QUIET_TOY = [
+    "experiment=gaussians25",
+    "model.generator.hidden=32",
+    "model.discriminator.hidden=32",
+    "model.batch_size=64",
+    "metrics=none",
+    "callbacks.samples=null",
+    "callbacks.diagnostics=null",
+    "callbacks.progress=null",
+]
+
 def compose_train(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
     """Compose conf/train.yaml as `python -m dgan.train` would, with a run dir of our own."""
     GlobalHydra.instance().clear()

@@ -21,17 +21,10 @@ from dgan.config.batch_layout import batch_layout
 from dgan.config.builder import ConfigError, build_run
 from dgan.diffusion.adaptive import SYNC_CHECK_ENV, AdaptiveDiffusion
 
-from .conftest import REPO, compose_train, fit_in_process
+from .conftest import QUIET_TOY, REPO, compose_train, fit_in_process
 
 TINY = [
-    "experiment=gaussians25",
-    "model.generator.hidden=32",
-    "model.discriminator.hidden=32",
-    "model.batch_size=64",
-    "metrics=none",
-    "callbacks.samples=null",
-    "callbacks.diagnostics=null",
-    "callbacks.progress=null",
+    *QUIET_TOY,
     "trainer.log_every_n_steps=4",
 ]
 BATCH = 64

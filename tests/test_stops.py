@@ -21,17 +21,10 @@ from PIL import Image
 from dgan.callbacks.preemption import Preempted, SignalGuard, mark_training_done
 from dgan.config.builder import build_run
 
-from .conftest import REPO, compose_train, fit_in_process
+from .conftest import QUIET_TOY, REPO, compose_train, fit_in_process
 
 TINY = [
-    "experiment=gaussians25",
-    "model.generator.hidden=32",
-    "model.discriminator.hidden=32",
-    "model.batch_size=64",
-    "metrics=none",
-    "callbacks.samples=null",
-    "callbacks.diagnostics=null",
-    "callbacks.progress=null",
+    *QUIET_TOY,
     "callbacks.checkpoint.every_kimg=0",
     "logger=none",
 ]
