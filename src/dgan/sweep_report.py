@@ -327,7 +327,8 @@ def write_groups(rows: Sequence[dict[str, Any]], group_keys: Sequence[str],
                     yerr=[row[f"{metric}_std"] or 0.0 for _, row in shown], fmt="o", capsize=4)
         ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right")
         ax.set_ylabel(metric)
-        ax.set_title(f"{metric}: mean ± std over seeds")
+        # Two lines, small: long metric names overran the neighbouring panel's title.
+        ax.set_title(f"{metric}\nmean ± std over seeds", fontsize=9)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(png_path)
