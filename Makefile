@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 
 .PHONY: install demo test test-slow lint format bench clean reproduce reproduce-toy \
-	reproduce-limited reproduce-augment
+	reproduce-limited reproduce-augment reproduce-projected reproduce-insgen
 
 install: $(STAMP)
 
@@ -49,7 +49,8 @@ REPRO_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 TRAIN_M := $(REPRO_ENV) $(BIN)/python -m dgan.train -m
 REPORT := $(BIN)/python -m dgan.sweep_report
 
-reproduce: reproduce-toy reproduce-limited reproduce-augment
+reproduce: reproduce-toy reproduce-limited reproduce-augment reproduce-projected \
+	reproduce-insgen
 
 # 25 Gaussians, Diffusion-GAN against the plain GAN, 5 seeds (writes the toy figures too).
 reproduce-toy: $(STAMP)
@@ -72,3 +73,28 @@ $(REPRO_DIR)/augment/%/.done: $(STAMP)
 	$(TRAIN_M) experiment=digits_stylegan2 augment=$* diffusion=stylegan2,none seed=0,1,2 \
 		hydra.sweep.dir=$(REPRO_DIR)/augment/$*
 	touch $@
+
+# Diffusion-ProjectedGAN with and without its feature diffusion, beside Diffusion-StyleGAN2
+# given the same CPU time: PROJ_SG2_KIMG kimg of digits_stylegan2 cost about what the 8 kimg
+# of digits_projectedgan cost (one thread each, two jobs side by side on a 2-core CPU).
+PROJ_SG2_KIMG ?= 26
+reproduce-projected: $(REPRO_DIR)/projected/projectedgan/.done \
+		$(REPRO_DIR)/projected/stylegan2/.done
+	$(REPORT) $(REPRO_DIR)/projected --group-by experiment,diffusion
+
+$(REPRO_DIR)/projected/projectedgan/.done: $(STAMP)
+	$(TRAIN_M) experiment=digits_projectedgan diffusion=projected,none seed=0,1,2 \
+		hydra.sweep.dir=$(REPRO_DIR)/projected/projectedgan
+	touch $@
+
+$(REPRO_DIR)/projected/stylegan2/.done: $(STAMP)
+	$(TRAIN_M) experiment=digits_stylegan2 kimg=$(PROJ_SG2_KIMG) diffusion=stylegan2 \
+		seed=0,1,2 hydra.sweep.dir=$(REPRO_DIR)/projected/stylegan2
+	touch $@
+
+# Diffusion-InsGen against Diffusion-StyleGAN2 with ADA on the same 300 digits at the same
+# budget (digits_insgen already sets both overrides, so they only change digits_stylegan2).
+reproduce-insgen: $(STAMP)
+	$(TRAIN_M) experiment=digits_insgen,digits_stylegan2 augment=ada dataset.max_size=300 \
+		seed=0,1,2 hydra.sweep.dir=$(REPRO_DIR)/insgen
+	$(REPORT) $(REPRO_DIR)/insgen --group-by experiment

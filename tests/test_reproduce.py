@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import shlex
 import subprocess
+from collections import Counter
 
 import pytest
 
@@ -12,7 +13,8 @@ from dgan.config.builder import build_run
 
 from .conftest import REPO, compose_train
 
-TARGETS = ("reproduce-toy", "reproduce-limited", "reproduce-augment")
+TARGETS = ("reproduce-toy", "reproduce-limited", "reproduce-augment", "reproduce-projected",
+           "reproduce-insgen")
 
 
 def _commands(target: str) -> list[list[str]]:
@@ -38,14 +40,17 @@ def test_every_reproduce_job_builds(target: str, tmp_path) -> None:
     reports = [w for w in commands if "dgan.sweep_report" in w]
     assert trains and len(reports) == 1, commands
     swept: set[str] = set()
+    settings: Counter[tuple[str, ...]] = Counter()
     for words in trains:
         jobs = _jobs(words)
-        assert len(jobs) >= 6  # every comparison has at least 3 seeds per setting
+        settings.update(tuple(o for o in job if not o.startswith("seed=")) for job in jobs)
         for k, overrides in enumerate(jobs):
             swept |= {o.split("=", 1)[0] for o in overrides}
             if k in (0, len(jobs) - 1):  # the two ends of the sweep differ in every key
                 build_run(compose_train(overrides, tmp_path / f"job{k}"))
             else:
                 compose_train(overrides, tmp_path / f"job{k}")
+    # a comparison: at least two settings, each over at least 3 seeds
+    assert len(settings) >= 2 and min(settings.values()) >= 3, settings
     group_by = reports[0][reports[0].index("--group-by") + 1].split(",")
     assert set(group_by) <= swept and "seed" not in group_by
