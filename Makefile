@@ -93,8 +93,16 @@ $(REPRO_DIR)/projected/stylegan2/.done: $(STAMP)
 	touch $@
 
 # Diffusion-InsGen against Diffusion-StyleGAN2 with ADA on the same 300 digits at the same
-# budget (digits_insgen already sets both overrides, so they only change digits_stylegan2).
-reproduce-insgen: $(STAMP)
-	$(TRAIN_M) experiment=digits_insgen,digits_stylegan2 augment=ada dataset.max_size=300 \
-		seed=0,1,2 hydra.sweep.dir=$(REPRO_DIR)/insgen
+# budget (digits_insgen sets augment=ada and dataset.max_size=300 itself). One multirun per
+# experiment, so -j2 runs them side by side.
+INSGEN_BASELINE := augment=ada dataset.max_size=300
+reproduce-insgen: $(REPRO_DIR)/insgen/digits_insgen/.done $(REPRO_DIR)/insgen/digits_stylegan2/.done
 	$(REPORT) $(REPRO_DIR)/insgen --group-by experiment
+
+$(REPRO_DIR)/insgen/digits_insgen/.done: $(STAMP)
+	$(TRAIN_M) experiment=digits_insgen seed=0,1,2 hydra.sweep.dir=$(@D)
+	touch $@
+
+$(REPRO_DIR)/insgen/digits_stylegan2/.done: $(STAMP)
+	$(TRAIN_M) experiment=digits_stylegan2 $(INSGEN_BASELINE) seed=0,1,2 hydra.sweep.dir=$(@D)
+	touch $@
