@@ -52,11 +52,14 @@ REPORT := $(BIN)/python -m dgan.sweep_report
 reproduce: reproduce-toy reproduce-limited reproduce-augment reproduce-projected \
 	reproduce-insgen
 
-# 25 Gaussians, Diffusion-GAN against the plain GAN, 5 seeds (writes the toy figures too).
-reproduce-toy: $(STAMP)
-	$(TRAIN_M) experiment=gaussians25 diffusion=toy,none seed=0,1,2,3,4 \
-		hydra.sweep.dir=$(REPRO_DIR)/toy
+# 25 Gaussians in the mode-collapse setting, the plain GAN and Diffusion-GAN, 5 seeds each
+# (the runs write the toy figures too). One multirun per method, so -j2 runs them side by side.
+reproduce-toy: $(REPRO_DIR)/toy/none/.done $(REPRO_DIR)/toy/toy/.done
 	$(REPORT) $(REPRO_DIR)/toy --group-by diffusion
+
+$(REPRO_DIR)/toy/%/.done: $(STAMP)
+	$(TRAIN_M) experiment=gaussians25_collapse diffusion=$* seed=0,1,2,3,4 hydra.sweep.dir=$(@D)
+	touch $@
 
 # Limited data: 200, 500 and all 1,797 digits, every run scored against all digits.
 reproduce-limited: $(STAMP)
