@@ -49,8 +49,9 @@ REPRO_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 TRAIN_M := $(REPRO_ENV) $(BIN)/python -m dgan.train -m
 REPORT := $(BIN)/python -m dgan.sweep_report
 
-reproduce: reproduce-toy reproduce-limited reproduce-augment reproduce-projected \
-	reproduce-insgen
+# The longest multiruns first: -j2 starts prerequisites in the order listed.
+reproduce: reproduce-insgen reproduce-limited reproduce-augment reproduce-projected \
+	reproduce-toy
 
 # 25 Gaussians in the mode-collapse setting, the plain GAN and Diffusion-GAN, 5 seeds each
 # (the runs write the toy figures too). One multirun per method, so -j2 runs them side by side.
@@ -61,11 +62,17 @@ $(REPRO_DIR)/toy/%/.done: $(STAMP)
 	$(TRAIN_M) experiment=gaussians25_collapse diffusion=$* seed=0,1,2,3,4 hydra.sweep.dir=$(@D)
 	touch $@
 
-# Limited data: 200, 500 and all 1,797 digits, every run scored against all digits.
-reproduce-limited: $(STAMP)
-	$(TRAIN_M) experiment=digits_stylegan2 dataset.max_size=200,500,null \
-		diffusion=stylegan2,none seed=0,1,2 hydra.sweep.dir=$(REPRO_DIR)/limited
+# Limited data: 200, 500 and all 1,797 digits, every run scored against all digits. One
+# multirun per dataset size (its directory is the size, `full` for all digits: max_size null),
+# so -j2 runs them side by side.
+reproduce-limited: $(REPRO_DIR)/limited/200/.done $(REPRO_DIR)/limited/500/.done \
+		$(REPRO_DIR)/limited/full/.done
 	$(REPORT) $(REPRO_DIR)/limited --group-by dataset.max_size,diffusion
+
+$(REPRO_DIR)/limited/%/.done: $(STAMP)
+	$(TRAIN_M) experiment=digits_stylegan2 dataset.max_size=$(subst full,null,$*) \
+		diffusion=stylegan2,none seed=0,1,2 hydra.sweep.dir=$(@D)
+	touch $@
 
 # Augmentation before the diffusion: ADA and DiffAugment, with and without the diffusion.
 # Each half is its own multirun (a stamp marks it done), so -j2 runs them side by side.
