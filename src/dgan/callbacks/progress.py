@@ -3,7 +3,8 @@
 The training "epoch" never ends (the length is kimg, counted by the module), so Lightning's bars
 show ``Epoch 0: 20/?``. This bar counts kimg done out of the run's total, with the percentage,
 the ETA, sec/kimg, p, T and the losses. Every ``tick_kimg`` (and after the first step, and at the
-end) one plain status line is printed, as StyleGAN2-ADA's ``log.txt``: it reaches ``train.log``
+end) one plain status line is printed, as StyleGAN2-ADA's ``log.txt``, with the kimg done of the
+total, the percentage and the time left: it reaches ``train.log``
 in the run directory with everything else printed (see :mod:`dgan.files.console_log`) and shows
 the progress where no terminal draws a bar (batch jobs, CI).
 
@@ -74,6 +75,7 @@ class KimgProgress(ProgressBar):
         self._tick = 0
         self._tick_time = 0.0
         self._tick_kimg = 0.0
+        self._start_kimg = 0.0
         self._next_tick_kimg = 0.0
         self._first_step_done = False
         self.status_lines: list[str] = []
@@ -94,7 +96,7 @@ class KimgProgress(ProgressBar):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = self._tick_time = time.perf_counter()
-        self._tick_kimg = pl_module.kimg
+        self._tick_kimg = self._start_kimg = pl_module.kimg
         self._next_tick_kimg = pl_module.kimg + self.tick_kimg
         self._first_step_done = False
         if trainer.is_global_zero and self.is_enabled:
@@ -193,15 +195,35 @@ class KimgProgress(ProgressBar):
 
     # ------------------------------------------------------------------ status lines
 
+    def time_left(self, kimg: float, total: float, elapsed: float) -> str:
+        """The time to reach ``total`` kimg at the speed of this process so far (``-`` before
+        any progress).
+
+        Args:
+            kimg: kimg done.
+            total: the run's length in kimg.
+            elapsed: seconds since training started in this process.
+        """
+        done = kimg - self._start_kimg
+        if kimg >= total:
+            return "0s"
+        if done <= 0 or elapsed <= 0:
+            return "-"
+        return format_time(elapsed / done * (total - kimg))
+
     def _status(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         now = time.perf_counter()
         kimg = pl_module.kimg
         tick_seconds = now - self._tick_time
         tick_kimg = kimg - self._tick_kimg
+        total = float(pl_module.total_kimg)
+        done = f"{kimg:.1f}/{total:g}"
         fields = [
             f"tick {self._tick:<5d}",
-            f"kimg {kimg:<8.1f}",
+            f"kimg {done:<13s}",
+            f"{min(kimg / total, 1.0) if total > 0 else 1.0:>4.0%}",
             f"time {format_time(now - self._start):<12s}",
+            f"left {self.time_left(kimg, total, now - self._start):<12s}",
             f"sec/tick {tick_seconds:<7.1f}",
             f"sec/kimg {tick_seconds / tick_kimg if tick_kimg > 0 else 0.0:<7.2f}",
             f"cpumem {peak_memory_gib(CPU):<6.2f}",

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from dgan.diffusion.process import Diffusion
-from dgan.tracking.records import DeferredRecords, write_scalars
+from dgan.tracking.records import DeferredRecords, iteration, write_scalars
 from dgan.training.rank_state import gather_to_rank0, rank_and_world
 
 SYNC_CHECK_ENV = "DGAN_CHECK_SYNC_DIR"
@@ -128,7 +128,7 @@ class AdaptiveDiffusion(DeferredRecords, L.Callback):
         self._steps = 0
         if self.sync_check_dir is not None and self.drives == "diffusion":
             self._check_sync(trainer, pl_module)
-        self._records.append((pl_module.kimg, trainer.global_step, self._values(driven, r_d)))
+        self._records.append((pl_module.kimg, iteration(trainer), self._values(driven, r_d)))
 
     def flush_records(self, trainer: L.Trainer) -> None:
         """Log the held p, T, r_d records (one host copy for all of them)."""

@@ -40,6 +40,10 @@ class KimgWandbLogger(WandbLogger):
     def __init__(self, log_checkpoints: bool = False, **kwargs: Any) -> None:
         kwargs.pop("log_model", None)
         super().__init__(log_model=False, **kwargs)
+        # Lightning always passes anonymous (None when unset) to wandb.init, and recent wandb
+        # warns at every run that the setting has no effect: leave it out when unset.
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)
         self.log_checkpoints = bool(log_checkpoints)
         self._kimg_axis = False
         self._last_kimg: float | None = None
@@ -143,16 +147,30 @@ def log_scalars(trainer: L.Trainer, scalars: dict[str, float], kimg: float,
         trainer: the trainer whose loggers receive them.
         scalars: name to value.
         kimg: training progress of the values.
-        step: the loggers' step (default: the trainer's global step now).
+        step: the loggers' step (default: the training iteration now, see :func:`iteration`).
     """
     flush_deferred_records(trainer)
     write_scalars(trainer, scalars, kimg, step)
 
 
+def iteration(trainer: L.Trainer) -> int:
+    """The loggers' step: the training iteration, the counter Lightning gives the module's own
+    records (``self.log``). ``global_step`` counts every optimizer step (2-3 per GAN iteration), so
+    records stepped by it would not line up with the losses in ``metrics.csv``.
+
+    Args:
+        trainer: the running trainer.
+    """
+    loop = getattr(trainer, "fit_loop", None)
+    epoch_loop = getattr(loop, "epoch_loop", None)
+    batches = getattr(epoch_loop, "_batches_that_stepped", None)
+    return int(batches) if batches is not None else int(trainer.global_step)
+
+
 def write_scalars(trainer: L.Trainer, scalars: dict[str, float], kimg: float,
                   step: int | None = None) -> None:
     """``log_scalars`` without the flush: for the deferred records themselves."""
-    step = trainer.global_step if step is None else step
+    step = iteration(trainer) if step is None else step
     for logger in trainer.loggers:  # every logger: CSV and W&B side by side
         logger.log_metrics({**scalars, KIMG: kimg}, step=step)
 
@@ -173,10 +191,10 @@ def log_image_file(trainer: L.Trainer, key: str, path: str | Path, kimg: float,
         if isinstance(logger, KimgWandbLogger):
             logger.log_image_file(key, path, kimg, caption)
         elif isinstance(logger, TensorBoardLogger):
-            _tensorboard_image(logger, key, path, trainer.global_step)
+            _tensorboard_image(logger, key, path, iteration(trainer))
         elif hasattr(logger, "log_image"):
             kwargs = {"caption": [caption]} if caption else {}
-            logger.log_image(key=key, images=[str(path)], step=trainer.global_step, **kwargs)
+            logger.log_image(key=key, images=[str(path)], step=iteration(trainer), **kwargs)
 
 
 def _tensorboard_image(logger: TensorBoardLogger, key: str, path: str | Path, step: int
@@ -219,7 +237,7 @@ def log_rows(trainer: L.Trainer, key: str, columns: list[str], rows: list[list[A
         if isinstance(logger, KimgWandbLogger):
             logger.log_rows(key, columns, rows, kimg)
         elif hasattr(logger, "log_table"):
-            logger.log_table(key=key, columns=columns, data=rows, step=trainer.global_step)
+            logger.log_table(key=key, columns=columns, data=rows, step=iteration(trainer))
 
 
 def log_checkpoint(trainer: L.Trainer, path: str | Path, kimg: float,

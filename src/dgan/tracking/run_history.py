@@ -160,6 +160,12 @@ class RunCSVLogger(CSVLogger):
         super().__init__(save_dir=save_dir, name=name, version=version,
                          flush_logs_every_n_steps=flush_logs_every_n_steps)
 
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        # Lightning hands kimg over as float32 (112.63999938964844): one image is 0.001 kimg.
+        if KIMG in metrics:
+            metrics = {**metrics, KIMG: round(float(metrics[KIMG]), KIMG_DECIMALS)}
+        super().log_metrics(metrics, step)
+
     @property
     @rank_zero_experiment
     def experiment(self) -> _ExperimentWriter:

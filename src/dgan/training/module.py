@@ -229,13 +229,16 @@ class DiffusionGAN(L.LightningModule):
         self._update_ema()
         self.cur_step += 1
         self.cur_nimg += self.batch_size
-        if self.cur_step % max(self.trainer.log_every_n_steps, 1) == 0:
-            self._log_step(logs)  # Lightning's logging costs ~ a toy step: log sparsely
+        last = self.cur_nimg >= self.total_kimg * 1000
+        if self.cur_step % max(self.trainer.log_every_n_steps, 1) == 0 or last:
+            # Lightning's logging costs ~ a toy step: log sparsely, and at the last step, so
+            # that a run shorter than log_every_n_steps still records its losses.
+            self._log_step(logs)
         elif self.cur_step == 1:
             # The progress bar shows the losses from the first step; the loggers keep their
             # cadence (a record at step 1 would leave its reg losses as stale columns).
             self._log_progress(logs)
-        if self.cur_nimg >= self.total_kimg * 1000:
+        if last:
             self.trainer.should_stop = True
         return {REAL_SIGNS: signs, REAL_COUNT: count}
 
