@@ -33,10 +33,10 @@ def _error(tmp_path: Path, *overrides: str) -> str:
         ("model.batch_size='64'", "model.batch_size='64' is not valid; expected an integer"),
         ("model.generator.hidden=[32]", "model.generator.hidden=[32] is not valid; expected an "
                                         "integer"),
-        ("model.g_optimizer.lr=fast", "model.g_optimizer.lr='fast' is not valid; expected a "
+        ("model.g_optimizer.lr=fast", "model.g_optimizer.lr='fast' is not valid; expected a finite "
                                       "number"),
         ("callbacks.samples.every_kimg=[1]", "callbacks.samples.every_kimg=[1] is not valid"),
-        ("kimg=[1]", "kimg=[1] is not valid; expected a number"),
+        ("kimg=[1]", "kimg=[1] is not valid; expected a finite number"),
         ("seed=abc", "seed='abc' is not valid; expected an integer"),
         ("metrics.metrics=fid50k_full", "metrics.metrics='fid50k_full' is not valid; expected a "
                                         "list, e.g. [fid50k_full]"),

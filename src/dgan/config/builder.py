@@ -77,13 +77,10 @@ def resolve_resume(resume: str | None, run_dir: Path) -> str | None:
 
 def build_run(cfg: DictConfig) -> Run:
     """Validate ``cfg`` and build every object of the run (no training yet)."""
-    check_top_level(cfg)
-    if cfg.kimg <= 0:
-        raise ConfigError(f"kimg={cfg.kimg} must be > 0 (thousands of real images to show)")
+    check_run_config(cfg)
     seed_everything(int(cfg.seed))
     run_dir = Path(cfg.paths.output_dir)
     check_writable_dir(run_dir, "hydra.run.dir")
-    _check_metric_names(cfg.get("metrics"))
     plain = plain_config(cfg)
 
     if "path" in cfg.dataset and not cfg.dataset.path:
@@ -137,27 +134,75 @@ def build_run(cfg: DictConfig) -> Run:
     return Run(cfg, run_dir, trainer, module, datamodule, metrics, ckpt_path)
 
 
-# Top-level keys that hold one value, with what they must be (the groups are checked against
-# their targets' signatures when built).
-TOP_LEVEL_TYPES: dict[str, Any] = {"kimg": float, "seed": int, "resume": str | None,
-                                   "init": str | None, "run_name": str}
+# What build_run passes to each top-level target besides the node's own keys.
+BUILD_GIVEN: dict[str, tuple[str, ...]] = {
+    "model": ("diffusion", "adaptive", "augment", "total_kimg"),
+    "datamodule": ("dataset",),
+    "metrics": ("reference_dataset",),
+    "trainer": ("callbacks", "logger"),
+}
+# Top-level nodes that hold named objects (each with its own _target_) rather than one.
+OBJECT_LISTS = ("callbacks", "logger")
 
 
-def check_top_level(cfg: DictConfig) -> None:
-    """The run's own scalars have their types, and no ``+key`` adds a key nothing reads.
+def check_run_config(cfg: DictConfig) -> None:
+    """The one check of a run config, before anything is built: every leaf value against what
+    its target accepts (type, range, choice, finite; :mod:`dgan.config.rules`), the run's own
+    scalars, ``+key`` overrides that nothing reads, and metric names.
 
     Args:
         cfg: the composed run config (with Hydra's node when composed by Hydra).
     """
-    for key, annotation in TOP_LEVEL_TYPES.items():
-        if key in cfg and fits(cfg[key], annotation) is False:
-            raise ConfigError(f"{key}={show_value(cfg[key])} is not valid; expected "
-                              f"{describe(annotation, cfg[key])}")
+    from dgan.config.instantiation import check_finite, check_node
+
+    check_top_level(cfg)
+    for key in cfg:
+        key = str(key)
+        if key == "hydra":
+            continue
+        node = cfg[key]
+        if isinstance(node, DictConfig) and "_target_" in node:
+            check_node(node, key, given=BUILD_GIVEN.get(key, ()))
+        elif isinstance(node, DictConfig) and key in OBJECT_LISTS:
+            for name in node:
+                child = node[name]
+                if child is None:
+                    continue
+                if not isinstance(child, DictConfig) or "_target_" not in child:
+                    raise ConfigError(f"{key}.{name}: no _target_, so nothing builds it; give "
+                                      f"{key}.{name}._target_ (a class) or {key}.{name}=null")
+                check_node(child, f"{key}.{name}")
+        elif isinstance(node, DictConfig | ListConfig):
+            check_finite(key, OmegaConf.to_container(node, resolve=True))
+    _check_metric_names(cfg.get("metrics"))
+
+
+def check_top_level(cfg: DictConfig) -> None:
+    """The run's own scalars (:data:`dgan.config.rules.BY_KEY`), and no ``+key`` adds a key
+    nothing reads.
+
+    Args:
+        cfg: the composed run config (with Hydra's node when composed by Hydra).
+    """
+    from dgan.config import rules
+    from dgan.config.instantiation import check_finite
+
+    for key, rule in rules.BY_KEY.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if "." not in key and key not in cfg:
+            continue
+        check_finite(key, value)
+        if not rule.accepts(value):
+            raise ConfigError(f"{key}={show_value(value)} is not valid; expected {rule.text()}")
     added = unread_top_level_keys(cfg)
     if added:
         valid = ", ".join(sorted(k for k in cfg if k not in added and k != "hydra"))
         raise ConfigError(f"+{added[0]}: no part of dgan reads a top-level key {added[0]!r}; "
                           f"top-level keys: {valid}")
+    unread = unread_nested_keys(cfg)
+    if unread:
+        raise ConfigError(f"+{unread[0]}: no part of dgan reads {unread[0]!r} (no object is "
+                          f"built from {unread[0].rpartition('.')[0]!r}); remove it")
 
 
 def unread_top_level_keys(cfg: DictConfig) -> list[str]:
@@ -183,6 +228,35 @@ def unread_top_level_keys(cfg: DictConfig) -> list[str]:
             continue  # ++ also overrides a key that exists
         added.append(key)
     return added
+
+
+def _added_overrides(cfg: DictConfig) -> list[str]:
+    """The ``+key=value`` overrides of the command line (Hydra's record of them)."""
+    hydra_node = cfg.get("hydra")
+    overrides = list(OmegaConf.select(hydra_node, "overrides.task", default=[]) or []) \
+        if hydra_node is not None else []
+    return [text for text in overrides if text.startswith("+")]
+
+
+def unread_nested_keys(cfg: DictConfig) -> list[str]:
+    """Dotted keys that ``+a.b=value`` added where no node on the way has a ``_target_``
+    (``+paths.foo=1``): nothing is built from them, so nothing reads the key. Keys under a
+    target are checked against its signature instead."""
+    found = []
+    for text in _added_overrides(cfg):
+        key = text.lstrip("+").partition("=")[0].split("@")[0]
+        if "." not in key or key.startswith("hydra.") or "/" in key:
+            continue
+        parts = key.split(".")
+        read = False
+        for depth in range(1, len(parts) + 1):
+            node = OmegaConf.select(cfg, ".".join(parts[:depth]), default=None)
+            if isinstance(node, DictConfig) and "_target_" in node:
+                read = True
+                break
+        if not read:
+            found.append(key)
+    return found
 
 
 def _check_metric_names(node: Any) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections.abc
 import inspect
+import math
 import pathlib
 import types
 import typing
@@ -109,49 +110,88 @@ def _hints(obj: Any) -> dict[str, Any]:
 
 
 def check_node(node: DictConfig, key: str, given: Iterable[str] = ()) -> None:
-    """Check every value of ``node`` against its ``_target_``'s signature, recursively.
+    """Check every value of ``node`` against its ``_target_``, recursively: the type its
+    signature asks for, the rule :mod:`dgan.config.rules` has for it (range, size, choice,
+    finite number) and the relations between its keys.
 
     Args:
         node: a config node with a ``_target_``.
         key: where the node sits in the run config, for the error messages.
         given: keys the caller passes itself (they need not be in the node).
     """
+    from dgan.config import rules
+
+    target_name = str(node._target_)
     try:
-        target = get_object(str(node._target_))
-    except Exception:  # noqa: BLE001 - instantiate names a missing target in its own words
-        return
+        target = get_object(target_name)
+    except Exception:  # noqa: BLE001 - any import or lookup failure is the same for the user
+        raise ConfigError(f"{key}._target_={target_name!r}: no such class or function; "
+                          f"check the spelling of {key}._target_") from None
     try:
         params = _parameters(target)
     except (TypeError, ValueError):  # builtins without a signature
-        return
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    hints = _hints(target)
+        params = {}
+    takes_any = not params or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    hints = _hints(target) if params else {}
     valid = [name for name, p in params.items() if p.kind not in _VARIADIC]
+    values: dict[str, Any] = {}
     for name in node:
         name = str(name)
         if name in HYDRA_KEYS or name in given:
             continue
         path = f"{key}.{name}"
-        if name not in params:
-            if takes_any:
-                continue  # passed on to another callable, which names it if it must
+        if name not in params and not takes_any:
             raise ConfigError(f"{path}: unknown key for {node._target_}; valid keys: "
-                              f"{', '.join(valid)}")
+                              f"{', '.join(closest_first(name, valid))}")
         value = node[name]
         if isinstance(value, DictConfig) and "_target_" in value:
             check_node(value, path)
             continue
-        annotation = hints.get(name)
-        if annotation is None:
-            continue
         plain = OmegaConf.to_container(value, resolve=True) \
             if isinstance(value, DictConfig | ListConfig) else value
-        default = params[name].default
-        if plain is None and default is None:
+        values[name] = plain
+        check_finite(path, plain)
+        rule = rules.rule_for(path, target_name, name)
+        annotation = hints.get(name)
+        default = params[name].default if name in params else inspect.Parameter.empty
+        if rule is not None:
+            if not rule.accepts(plain):
+                raise ConfigError(f"{path}={show_value(plain)} is not valid; expected "
+                                  f"{rule.text()}")
+            continue
+        if annotation is None or plain is None and default is None:
             continue  # None is the documented "unset" of this argument
         if fits(plain, annotation) is False:
             raise ConfigError(f"{path}={show_value(plain)} is not valid; expected "
                               f"{describe(annotation, plain)}")
+    for name, value, what in rules.relation_problems(target_name, values):
+        raise ConfigError(f"{key}.{name}={show_value(value)} is not valid; expected {what}")
+
+
+def closest_first(name: str, valid: Iterable[str]) -> list[str]:
+    """``valid`` with the names closest to ``name`` (difflib) first, the others after."""
+    import difflib
+
+    valid = list(valid)
+    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
+    return [*close, *(v for v in valid if v not in close)]
+
+
+def check_finite(key: str, value: Any) -> None:
+    """No nan or inf anywhere in ``value`` (a number, or a list or mapping of them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}={show_value(value)} is not valid; expected a finite number "
+                          "(nan and inf mean nothing in a dgan setting)")
+    if isinstance(value, list | tuple):
+        for item in value:
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ConfigError(f"{key}={show_value(value)} is not valid; expected finite "
+                                  "numbers (nan and inf mean nothing in a dgan setting)")
+            check_finite(key, item)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            check_finite(f"{key}.{name}", item)
 
 
 def show_value(value: Any) -> str:
