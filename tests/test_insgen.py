@@ -206,6 +206,8 @@ def test_every_insgen_experiment_composes(compose_cfg, experiment: str) -> None:
     assert (loss.real_weight, loss.fake_weight, loss.fake_on_g_weight) == (1.0, 1.0, 0.1)
     assert (loss.temperature, loss.momentum, loss.queue_fraction) == (0.2, 0.999, 0.05)
     assert cfg.augment._target_ == "dgan.augment.AdaptiveAugment"
+    # The reference InsGen code sets no ada_maxp: ADA's p follows the diffusion's up to 1.
+    assert cfg.augment_p.ada_maxp == 1.0
     d = cfg.diffusion
     assert (d.ts_dist, d.t_min, d.t_max, d.noise_std, cfg.adaptive.d_target) == \
         ("uniform", 10, 500, 0.05, 0.6)
