@@ -22,6 +22,7 @@ from dgan.callbacks.preemption import (
     mark_training_done,
 )
 from dgan.config.builder import ConfigError, Run, build_run
+from dgan.config.compose import check_overrides
 from dgan.config.launch import check_launch
 from dgan.config.paths import CONFIG_DIR
 from dgan.config.warnings import quiet_known_warnings
@@ -156,6 +157,7 @@ def main() -> None:
     sys.argv[1:] = hydra_argv(sys.argv[1:])
     try:
         check_output_dirs(sys.argv[1:])
+        check_overrides(sys.argv[1:])  # Hydra's own override errors, in one line
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)

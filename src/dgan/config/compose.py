@@ -40,3 +40,145 @@ def compose_config(overrides: Sequence[str] = (), output_dir: str | Path = "outp
     HydraConfig.instance().set_config(cfg)
     output_dir.mkdir(parents=True, exist_ok=True)
     return cfg
+
+
+# Hydra's flags after which the arguments are no plain run (help pages, shell completion, another
+# config): the override check leaves them to Hydra.
+_FLAGS_LEFT_TO_HYDRA = ("--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--info",
+                        "-i", "--shell-completion", "-sc", "--config-path", "-cp",
+                        "--config-name", "-cn", "--config-dir", "-cd", "--package", "-p",
+                        "--experimental-rerun", "--resolve")
+_MULTIRUN_FLAGS = ("-m", "--multirun", "--run", "-r")
+
+
+def check_overrides(argv: Sequence[str]) -> None:
+    """Compose ``conf/train.yaml`` with the command line's overrides, as Hydra is about to, and
+    turn Hydra's own errors into one line in dgan's form (:class:`ConfigError`): an unknown key
+    with the closest valid keys, an unknown group choice with the valid ones, ``+`` on a key
+    that exists. A sweep (``a=1,2``, ``range``) is composed at its first value; an interval
+    sweep (Optuna) is left to the sweeper.
+
+    Args:
+        argv: the arguments of ``python -m dgan.train`` (after :func:`dgan.train.hydra_argv`).
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    from dgan.config.instantiation import ConfigError
+
+    if any(arg.partition("=")[0] in _FLAGS_LEFT_TO_HYDRA for arg in argv):
+        return
+    texts = [arg for arg in argv if arg not in _MULTIRUN_FLAGS]
+    parser = OverridesParser.create()
+    overrides = []
+    for text in texts:
+        try:
+            (override,) = parser.parse_overrides([text])
+        except HydraException as err:
+            raise ConfigError(f"{text}: cannot read this override ({_first_line(err)}); write "
+                              "key=value, +key=value for a new key, ~key to remove one") from None
+        if override.is_sweep_override():
+            try:
+                first = next(iter(override.sweep_string_iterator()))
+            except (HydraException, StopIteration):
+                continue  # an interval sweep: the sweeper draws its values
+            text = f"{override.get_key_element()}={first}"
+        overrides.append(text)
+    try:
+        _compose(overrides)
+    except Exception as err:  # noqa: BLE001 - every composition error becomes one line
+        raise ConfigError(explain_override_error(err, overrides)) from None
+
+
+def _compose(overrides: Sequence[str]) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from dgan.config.paths import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(Path(CONFIG_DIR).resolve()),
+                                   version_base="1.3"):
+            return compose("train", overrides=list(overrides), return_hydra_config=True)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _override_for(key: str, overrides: Sequence[str], value: str | None = None) -> str:
+    """The last override that names ``key`` (with ``value``, when given) as the user wrote
+    it, or ``key`` itself."""
+    for text in reversed(overrides):
+        name, _, given = text.lstrip("+~").partition("=")
+        if name.split("@")[0] == key and (value is None or given == value):
+            return text
+    return key
+
+
+def _keys_near(key: str, overrides: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The keys beside ``key`` in the config composed without it, and the closest of them."""
+    import difflib
+
+    parent, _, name = key.rpartition(".")
+    rest = [t for t in overrides if t.lstrip("+~").partition("=")[0].split("@")[0] != key]
+    try:
+        cfg = _compose(rest)
+    except Exception:  # noqa: BLE001 - the listing is extra help, never a second error
+        return [], []
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+    if not isinstance(node, DictConfig):
+        return [], []
+    keys = [str(k) for k in node if str(k) != "hydra" and not str(k).startswith("_")]
+    close = difflib.get_close_matches(name, keys, n=3, cutoff=0.6)
+    prefix = f"{parent}." if parent else ""
+    return [prefix + k for k in keys], [prefix + k for k in close]
+
+
+def explain_override_error(err: BaseException, overrides: Sequence[str]) -> str:
+    """Hydra's error about an override, in one line naming the override and what is valid."""
+    import re
+
+    from hydra.errors import MissingConfigException
+
+    text = str(err)
+    if isinstance(err, MissingConfigException) or "Could not find '" in text:
+        match = re.search(r"Could not find '([^']+)'", text)
+        missing = match.group(1) if match else "?"
+        group, _, choice = missing.rpartition("/")
+        options = list(getattr(err, "options", None) or [])
+        if group and options:
+            from dgan.config.instantiation import closest_first
+
+            given = _override_for(group, overrides, choice)
+            given = given if "=" in given else f"{group}={choice}"
+            return (f"{given}: no {group} config named {choice!r}; valid choices: "
+                    f"{', '.join(closest_first(choice, options))}")
+        return f"{missing}: no such config ({_first_line(err)})"
+    match = re.search(r"Could not override '([^']+)'", text)
+    if match:
+        key = match.group(1)
+        near, close = _keys_near(key, overrides)
+        listed = ""
+        if close:
+            listed = f"; closest valid keys: {', '.join(close)} (all: {', '.join(near)})"
+        elif near:
+            listed = f"; valid keys: {', '.join(near)}"
+        return f"{_override_for(key, overrides)}: unknown key{listed}"
+    match = re.search(r"An item is already at '([^']+)'", text)
+    if match:
+        key = match.group(1)
+        given = _override_for(key, overrides)
+        value = given.partition("=")[2]
+        return (f"{given}: {key} exists already, and + only adds a new key; write "
+                f"{key}={value}")
+    match = re.search(r"Could not (?:delete|append to) .*?'([^']+)'", text)
+    if match:
+        return f"{_override_for(match.group(1), overrides)}: {_first_line(err)}"
+    return _first_line(err)

@@ -32,6 +32,15 @@ def check_creatable_dir(path: str | os.PathLike[str], key: str) -> None:
     if not os.access(base, os.W_OK | os.X_OK):
         raise ConfigError(f"{key}={path}: {base} is not writable; choose a directory you can "
                           "write to")
+    if base != Path(os.path.abspath(path)):
+        # Permissions do not tell everything (/proc, read-only mounts, root): make a directory
+        # there and remove it again.
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".dgan-probe-", dir=base))
+        except OSError as err:
+            raise ConfigError(f"{key}={path}: cannot make a directory in {base} "
+                              f"({err.strerror or err}); choose a directory you can write "
+                              "to") from None
 
 
 def check_writable_dir(path: str | os.PathLike[str], key: str) -> None:
