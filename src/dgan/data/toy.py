@@ -47,11 +47,13 @@ class ToyDataset(Dataset):
         gen = torch.Generator().manual_seed(seed)
         if name == "swissroll":
             self.modes = None
+            self.inner_modes = None
             turns = 1.5 * math.pi * (1 + 2 * torch.rand(size, generator=gen))
             roll = torch.stack([turns * turns.cos(), turns * turns.sin()], dim=1)
             self.points = roll * SWISSROLL_SCALE + std * torch.randn(size, 2, generator=gen)
         else:
             self.modes = toy_modes(name)
+            self.inner_modes = inner_mode_mask(name)
             which = torch.randint(len(self.modes), (size,), generator=gen)
             self.points = self.modes[which] + std * torch.randn(size, 2, generator=gen)
         self.raw_size = size
@@ -82,3 +84,17 @@ def toy_modes(name: str) -> torch.Tensor:
         angles = torch.arange(8) * (2 * math.pi / 8)
         return RING_RADIUS * torch.stack([angles.cos(), angles.sin()], dim=1)
     raise ValueError(f"dataset {name!r} has no modes")
+
+
+def inner_mode_mask(name: str) -> torch.Tensor:
+    """Which modes of ``toy_modes(name)`` lie inside the outer ring (bool [M]).
+
+    On the 25-Gaussian grid these are the 9 modes with max(|x|, |y|) below the outer 16's; a G
+    that spreads along the grid's border covers outer modes by crossing them and never these.
+    The ring of 8 has none.
+    """
+    modes = toy_modes(name)
+    if name == "ring8":
+        return torch.zeros(len(modes), dtype=torch.bool)
+    extent = modes.abs().amax(dim=1)
+    return extent < extent.max() - 1e-6

@@ -3,6 +3,12 @@
 A sample is *high quality* when it lies within ``3 std`` of its nearest mode; a mode is
 *covered* when at least ``min_per_mode`` (20) high-quality samples fall on it. ``mode_kl`` is
 KL(per-mode histogram of high-quality samples || uniform): 0 when every mode gets its share.
+
+Two more numbers tell a collapse onto a subset of modes from a G pushed against the data's
+edge, which the mode count alone confuses: ``border_fraction``, the share of samples with
+max(|x|, |y|) beyond the outer modes' ring (more than 3 std past the outermost modes), and
+``inner_modes_covered``, how many of the modes inside the outer ring are covered (9 on the
+25-Gaussian grid; a G spread along the border crosses outer modes but never reaches these).
 """
 
 from __future__ import annotations
@@ -17,8 +23,20 @@ DEFAULT_NUM_SAMPLES = 2500
 
 
 def mode_statistics(samples: torch.Tensor, modes: torch.Tensor, std: float,
-                    min_per_mode: int = MIN_PER_MODE) -> dict[str, float]:
-    """Modes covered, high-quality fraction and mode KL of ``samples`` [N, 2]."""
+                    min_per_mode: int = MIN_PER_MODE,
+                    inner: torch.Tensor | None = None) -> dict[str, float]:
+    """Mode coverage statistics of ``samples`` [N, 2] against ``modes`` [M, 2].
+
+    Args:
+        samples: G's points.
+        modes: the mode centres.
+        std: each mode's standard deviation.
+        min_per_mode: high-quality samples that make a mode covered.
+        inner: bool [M], the modes inside the outer ring (None: none are).
+
+    Returns:
+        modes_covered, hq_fraction, mode_kl, border_fraction and inner_modes_covered.
+    """
     dist = torch.cdist(samples.float(), modes.float())
     nearest_dist, nearest = dist.min(dim=1)
     hq = nearest_dist <= HQ_STDS * std
@@ -30,7 +48,13 @@ def mode_statistics(samples: torch.Tensor, modes: torch.Tensor, std: float,
         kl = float((freq[nonzero] * (freq[nonzero] * len(modes)).log()).sum())
     else:
         kl = float("inf")
-    return {"modes_covered": covered, "hq_fraction": float(hq.float().mean()), "mode_kl": kl}
+    outer_extent = float(modes.abs().amax()) + HQ_STDS * std
+    beyond = samples.float().abs().amax(dim=1) > outer_extent
+    inner = torch.zeros(len(modes), dtype=torch.bool) if inner is None else inner.bool()
+    inner_covered = int((counts[inner.to(counts.device)] >= min_per_mode).sum())
+    return {"modes_covered": covered, "hq_fraction": float(hq.float().mean()), "mode_kl": kl,
+            "border_fraction": float(beyond.float().mean()),
+            "inner_modes_covered": inner_covered}
 
 
 @torch.no_grad()
@@ -52,4 +76,5 @@ def mode_coverage(opts: MetricOptions) -> dict[str, float]:
             f"{getattr(opts.dataset, 'name', type(opts.dataset).__name__)} has none"
         )
     num = opts.num_samples or DEFAULT_NUM_SAMPLES
-    return mode_statistics(generate_points(opts, num), modes, opts.dataset.std)
+    inner = getattr(opts.dataset, "inner_modes", None)
+    return mode_statistics(generate_points(opts, num), modes, opts.dataset.std, inner=inner)

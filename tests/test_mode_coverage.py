@@ -1,0 +1,56 @@
+"""Mode coverage on the toy sets: modes, HQ, mode KL, and the border/inner-mode numbers."""
+
+from __future__ import annotations
+
+import torch
+
+from dgan.data.toy import ToyDataset, inner_mode_mask, toy_modes
+from dgan.metrics.direction import higher_is_better
+from dgan.metrics.mode_coverage import mode_statistics
+
+STD = 0.05
+
+
+def _around(modes: torch.Tensor, per_mode: int, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    centres = modes.repeat_interleave(per_mode, dim=0)
+    return centres + STD * torch.randn(centres.shape, generator=gen)
+
+
+def test_grid_has_nine_inner_modes_and_the_ring_none():
+    grid = inner_mode_mask("gaussians25")
+    assert int(grid.sum()) == 9
+    assert toy_modes("gaussians25")[grid].abs().amax() == 2.0
+    assert not inner_mode_mask("ring8").any()
+    assert int(ToyDataset("gaussians25", size=10).inner_modes.sum()) == 9
+
+
+def test_data_itself_covers_everything_and_nothing_lies_beyond_the_border():
+    modes = toy_modes("gaussians25")
+    stats = mode_statistics(_around(modes, 100), modes, STD, inner=inner_mode_mask("gaussians25"))
+    assert stats["modes_covered"] == 25 and stats["inner_modes_covered"] == 9
+    assert stats["hq_fraction"] > 0.95 and stats["mode_kl"] < 0.01
+    assert stats["border_fraction"] < 0.01  # only the outer modes' Gaussian tails past 3 std
+
+
+def test_a_generator_pushed_past_the_outer_ring_shows_in_border_fraction():
+    modes = toy_modes("gaussians25")
+    # A curve along the square of side 9: outside every mode, crossing no inner one.
+    s = torch.linspace(-4.5, 4.5, 250)
+    edge = torch.full_like(s, 4.5)
+    square = torch.cat([torch.stack(p, 1) for p in ((s, edge), (s, -edge), (edge, s), (-edge, s))])
+    stats = mode_statistics(square, modes, STD, inner=inner_mode_mask("gaussians25"))
+    assert stats["border_fraction"] == 1.0 and stats["inner_modes_covered"] == 0
+
+
+def test_collapse_onto_inner_modes_is_told_apart_from_the_border():
+    modes = toy_modes("gaussians25")
+    inner = inner_mode_mask("gaussians25")
+    stats = mode_statistics(_around(modes[inner], 100), modes, STD, inner=inner)
+    assert stats["modes_covered"] == 9 and stats["inner_modes_covered"] == 9
+    assert stats["border_fraction"] == 0.0
+
+
+def test_border_fraction_is_minimised():
+    assert not higher_is_better("border_fraction")
+    assert higher_is_better("inner_modes_covered")
