@@ -37,8 +37,8 @@ def test_progress_counts_kimg_and_prints_status_lines_from_the_first_step(tmp_pa
     ticks = bar.status_lines
     assert [line.split()[2] for line in ticks] == ["0", "1", "2", "3"]
     # kimg done of the total, the percent and the time left, for logs without a bar (issue 25).
-    assert ticks[0].split()[3:6] == ["kimg", "0.1/0.5", "13%"]
-    assert ticks[-1].split()[3:6] == ["kimg", "0.5/0.5", "100%"]
+    assert ticks[0].split()[3:6] == ["kimg", "0.064/0.5", "13%"]
+    assert ticks[-1].split()[3:6] == ["kimg", "0.512/0.5", "100%"]
     assert " left 0s " in ticks[-1] and " left " in ticks[1]
     for word in ("time", "sec/tick", "sec/kimg", "cpumem", "p", "T"):
         assert f" {word} " in ticks[-1], word

@@ -85,7 +85,7 @@ def test_dependencies_are_bounded_and_used() -> None:
     scripts = {e.name: e.value for e in metadata.entry_points(group="console_scripts")
                if e.value.startswith("dgan.")}
     assert set(scripts) >= {"dgan-train", "dgan-generate", "dgan-evaluate", "dgan-prepare",
-                            "dgan-bench", "dgan-convert"}
+                            "dgan-bench", "dgan-convert", "dgan-sweep-report"}
 
 
 def test_make_install_uses_the_constraints_and_the_extras() -> None:

@@ -35,8 +35,8 @@ def test_redirected_log_shows_total_percent_and_time_left_and_csv_reads(tmp_path
     # stdout is a pipe here, as `python -m dgan.train > log`: the status lines carry progress.
     ticks = [line for line in done.stdout.splitlines() if line.startswith("[dgan] tick")]
     assert len(ticks) >= 3, done.stdout
-    assert re.search(r"kimg 0\.1/0\.64 +10% .* left (\d+m )?\d+s ", ticks[0]), ticks[0]
-    assert re.search(r"kimg 0\.6/0\.64 +100% .* left 0s ", ticks[-1]), ticks[-1]
+    assert re.search(r"kimg 0\.064/0\.64 +10% .* left (\d+m )?\d+s ", ticks[0]), ticks[0]
+    assert re.search(r"kimg 0\.640/0\.64 +100% .* left 0s ", ticks[-1]), ticks[-1]
     log = (run_dir / "train.log").read_text()
     assert all(line in log for line in ticks)
 

@@ -1,6 +1,6 @@
 """Metrics of a trained generator or of a folder of images.
 
-    python -m dgan.evaluate ckpt=RUN/checkpoints/best.ckpt metrics=[fid50k_full,pr50k3_full]
+    python -m dgan.evaluate ckpt=RUN/checkpoints/best.ckpt metrics=[fid50k_full,pr50k_k3_full]
     python -m dgan.evaluate images=DIR dataset=images dataset.path=DATA.zip metrics=[fid10k_full]
 
 With ``ckpt`` the fakes come from its G_ema and the reals from the run's dataset, rebuilt from
@@ -55,7 +55,7 @@ class EvaluateOptions:
         ckpt: checkpoint written by dgan.train; its G_ema makes the fakes, its config the reals.
         pkl: a StyleGAN2-ADA / Diffusion-GAN network pickle instead (converted on the fly).
         images: folder or zip of generated images to evaluate instead of a checkpoint.
-        metrics: metric names, e.g. [fid50k_full,pr50k3_full]; null: the run's own metrics.
+        metrics: metric names, e.g. [fid50k_full,pr50k_k3_full]; null: the run's own metrics.
         dataset: conf/dataset entry of the reals (digits, images, ...); null: the checkpoint's
             (without its max_size subset when the run's metrics.reference is full).
         outdir: directory of the JSON result; null: next to the checkpoint (images: cwd).
@@ -88,7 +88,7 @@ class Evaluation:
     """What :func:`run` computed and wrote.
 
     Args:
-        results: result name -> value (``fid50k_full``, ``pr50k3_full_precision``, ...).
+        results: result name -> value (``fid50k_full``, ``pr50k_k3_full_precision``, ...).
         path: the JSON file.
         record: everything written to it.
     """
@@ -109,14 +109,36 @@ def metric_name_forms() -> list[str]:
     return forms
 
 
-def check_metric_names(names: Sequence[str]) -> dict[str, int | None]:
+# The metrics that fit a dataset, by the class that builds it: the digits and the toys need no
+# download; Inception's FID needs its weights (offline: python -m dgan.metrics.fetch_weights).
+SUGGESTED_METRICS = {
+    "dgan.data.digits.DigitsDataset": "metrics=[fid_digits2k_full,pr_digits2k_k3_full]",
+    "dgan.data.toy.ToyDataset": "metrics=[mode_coverage2500]",
+}
+IMAGE_METRICS_HINT = ("metrics=[fid50k_full] (Inception weights: on a machine with internet "
+                      "`python -m dgan.metrics.fetch_weights DIR`, then weights_dir=DIR)")
+
+
+def suggested_metrics(dataset: dict[str, Any] | None) -> str:
+    """The ``metrics=[...]`` argument that fits the dataset ``dataset`` (a dataset config).
+
+    Args:
+        dataset: the run's dataset config (None: unknown, an image dataset is assumed).
+    """
+    target = str((dataset or {}).get("_target_", ""))
+    return SUGGESTED_METRICS.get(target, IMAGE_METRICS_HINT)
+
+
+def check_metric_names(names: Sequence[str], suggestion: str = IMAGE_METRICS_HINT
+                       ) -> dict[str, int | None]:
     """Sample count of each metric name (None: the metric's default); unknown names fail.
 
     Args:
         names: metric names.
+        suggestion: the ``metrics=[...]`` to suggest when ``names`` is empty.
     """
     if not names:
-        raise ConfigError("metrics is empty; name at least one, e.g. metrics=[fid50k_full]")
+        raise ConfigError(f"metrics is empty; name at least one, e.g. {suggestion}")
     counts = {}
     for name in names:
         try:
@@ -237,9 +259,12 @@ def run(opts: EvaluateOptions, dataset_changes: dict[str, Any] | None = None) ->
 
     names = opts.metrics if opts.metrics is not None else _run_setting(
         run_config, "metrics", "metrics")
+    suggestion = suggested_metrics(
+        dataset_preset(opts.dataset) if opts.dataset is not None
+        else _run_setting(run_config, "dataset"))
     if names is None:
-        raise ConfigError("metrics is required with images=, e.g. metrics=[fid10k_full]")
-    counts = check_metric_names(list(names))
+        raise ConfigError(f"metrics is required with images=, e.g. {suggestion}")
+    counts = check_metric_names(list(names), suggestion)
     weights_dir = _first(opts.weights_dir, _run_setting(run_config, "metrics", "weights_dir"),
                          os.environ.get("DGAN_WEIGHTS_DIR"))
     try:

@@ -21,8 +21,11 @@ from dgan.callbacks.preemption import (
     StoppedOnBadFile,
     mark_training_done,
 )
+from dgan.callbacks.progress import kimg_text
 from dgan.config.builder import ConfigError, Run, build_run
 from dgan.config.compose import check_overrides
+from dgan.config.debug import apply_debug
+from dgan.config.help_page import help_page, wants_help
 from dgan.config.launch import check_launch
 from dgan.config.paths import CONFIG_DIR
 from dgan.config.warnings import quiet_known_warnings
@@ -58,6 +61,8 @@ def _bad_file_stop(run: Run, error: ImageFileError) -> StoppedOnBadFile:
 
 def train(cfg: DictConfig) -> float | None:
     """Build everything ``cfg`` describes, fit, and return the headline metric (or None)."""
+    if apply_debug(cfg):
+        print("[dgan] debug=default: tiny networks, a few steps, no metrics", flush=True)
     check_launch(cfg)
     run = build_run(cfg)
     print(f"[dgan] run directory: {run.run_dir}", flush=True)
@@ -76,7 +81,8 @@ def train(cfg: DictConfig) -> float | None:
         # Without a preemption callback nobody has said so yet; from here on a signal is noted.
         mark_training_done()
         finish_wandb(run.trainer.loggers)  # each job of a multirun is its own W&B run
-        print(f"[dgan] finished at kimg {run.module.kimg:.1f}; run directory: {run.run_dir}",
+        done = kimg_text(run.module.kimg, run.module.total_kimg).partition("/")[0]
+        print(f"[dgan] finished at kimg {done}; run directory: {run.run_dir}",
               flush=True)
         return run.headline_value()
 
@@ -155,6 +161,9 @@ def check_output_dirs(argv: list[str]) -> None:
 def main() -> None:
     """``python -m dgan.train`` / ``dgan-train``: takes ``key=value`` and ``--key=value``."""
     sys.argv[1:] = hydra_argv(sys.argv[1:])
+    if wants_help(sys.argv[1:]):  # dgan's page; Hydra's: --hydra-help, the config: --cfg job
+        print(help_page(CONFIG_DIR), end="")
+        return
     try:
         check_output_dirs(sys.argv[1:])
         check_overrides(sys.argv[1:])  # Hydra's own override errors, in one line

@@ -44,6 +44,11 @@ def format_time(seconds: float) -> str:
             f"{s % SECONDS_PER_MINUTE:02d}s")
 
 
+def kimg_text(kimg: float, total: float) -> str:
+    """``kimg done/total``: one decimal for runs of 10 kimg and more, whole images below."""
+    return f"{kimg:.{1 if total >= 10 else 3}f}/{total:g}"
+
+
 def _number(value: Any) -> float:
     return float(value.item() if hasattr(value, "item") else value)
 
@@ -217,7 +222,7 @@ class KimgProgress(ProgressBar):
         tick_seconds = now - self._tick_time
         tick_kimg = kimg - self._tick_kimg
         total = float(pl_module.total_kimg)
-        done = f"{kimg:.1f}/{total:g}"
+        done = kimg_text(kimg, total)
         fields = [
             f"tick {self._tick:<5d}",
             f"kimg {done:<13s}",

@@ -110,8 +110,8 @@ EXTRACTORS: dict[str, ExtractorSpec] = {
 # non-image metrics need none.
 _METRIC_EXTRACTORS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(fid|kid|is)\d+k?(_full)?"), INCEPTION),
-    (re.compile(r"pr\d+k?3_full"), VGG16_NVIDIA),
-    (re.compile(r"pr\d+k?3_torchvision_full"), VGG16),
+    (re.compile(r"pr\d+k?(_k)?3_full"), VGG16_NVIDIA),
+    (re.compile(r"pr\d+k?(_k)?3_torchvision_full"), VGG16),
 ]
 
 DEFAULT_DOWNLOAD_TIMEOUT = 20.0
@@ -142,8 +142,9 @@ def _missing_message(spec: ExtractorSpec, searched: list[Path], reason: str) -> 
     return (
         f"{spec.description} weights are not available: expected file '{spec.file_name}' "
         f"(searched: {places}); {reason}. On a machine with internet access run "
-        f"`{FETCH_COMMAND}`, copy DIR to the cluster and set the metrics weights_dir to it "
-        f"(or put '{spec.file_name}' into {hub_checkpoint_dir()})."
+        f"`{FETCH_COMMAND}`, copy DIR to this machine and add the override "
+        f"`metrics.weights_dir=DIR` (dgan.evaluate: `weights_dir=DIR`; or set DGAN_WEIGHTS_DIR, "
+        f"or put '{spec.file_name}' into {hub_checkpoint_dir()})."
     )
 
 

@@ -12,7 +12,7 @@ Registered names (``N`` is the number of generated images, e.g. ``50k``):
 - ``isNk``: Inception Score (``isNk_mean``, ``isNk_std``), 10 splits, unbiased logits;
 - ``prNk3_full``: Kynkaanniemi et al. precision/recall with k=3 on VGG16 fc2 features, against
   as many reals as fakes (``prNk3_full_precision``, ``prNk3_full_recall``);
-- ``fid_digitsN_full`` / ``pr_digitsN3_full``: the same on a digits classifier's features
+- ``fid_digitsN_full`` / ``pr_digitsN_k3_full``: the same on a digits classifier's features
   (:mod:`dgan.metrics.digits_features`), for scikit-learn's digits.
 
 Protocol: the generator's [-1, 1] output becomes uint8 (``x * 127.5 + 128``), exactly what a

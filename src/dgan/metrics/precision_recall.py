@@ -1,7 +1,8 @@
 """Precision and recall (Kynkaanniemi et al., k = 3), N fakes against N reals:
-``prNk3_full`` on NVIDIA's VGG16 features (StyleGAN2-ADA's metric, comparable with the papers),
-``prNk3_torchvision_full`` on torch-fidelity's torchvision VGG16 fc2 features, and
-``pr_digitsN3_full`` on the digits classifier's."""
+``prNk_k3_full`` on NVIDIA's VGG16 features (StyleGAN2-ADA's metric, comparable with the papers),
+``prNk_k3_torchvision_full`` on torch-fidelity's torchvision VGG16 fc2 features, and
+``pr_digitsN_k3_full`` on the digits classifier's. The older spellings with the count and k run
+together (``pr50k3_full``, ``pr_digits2k3_full``) are still accepted."""
 
 from __future__ import annotations
 
@@ -91,28 +92,56 @@ def precision_recall_of(opts: MetricOptions, extractor: FeatureExtractor, layer:
     return precision_recall(fake, real, PR_NEIGHBORHOOD, batch, opts.device)
 
 
+def _results(name: str, precision: float, recall: float) -> dict[str, float]:
+    return {f"{name}_precision": precision, f"{name}_recall": recall}
+
+
+def _nvidia(opts: MetricOptions) -> tuple[float, float]:
+    return precision_recall_of(opts, pretrained_extractor(opts, VGG16_NVIDIA), NVIDIA_PR_LAYER)
+
+
+def _torchvision(opts: MetricOptions) -> tuple[float, float]:
+    return precision_recall_of(opts, pretrained_extractor(opts, VGG16), PR_LAYER)
+
+
+def _digits(opts: MetricOptions) -> tuple[float, float]:
+    return precision_recall_of(opts, digits_extractor(opts), DIGITS_LAYER)
+
+
+# The names that read: the count, then k (pr_digits2k_k3_full). The results carry the name the
+# metric was asked by, so runs configured with the StyleGAN2-ADA spelling keep their columns.
+@register_metric(r"pr(?P<num>\d+k)_k3_full")
+def pr_k3_full(opts: MetricOptions) -> dict[str, float]:
+    """Precision/recall (k=3, NVIDIA's VGG16) of N generated images against N training images."""
+    return _results(f"pr{count_tag(num_fakes(opts))}_k3_full", *_nvidia(opts))
+
+
+@register_metric(r"pr(?P<num>\d+k)_k3_torchvision_full")
+def pr_k3_torchvision_full(opts: MetricOptions) -> dict[str, float]:
+    """Precision/recall (k=3) on torchvision's VGG16 fc2 features, N fakes against N reals."""
+    return _results(f"pr{count_tag(num_fakes(opts))}_k3_torchvision_full", *_torchvision(opts))
+
+
+@register_metric(r"pr_digits(?P<num>\d+k?)_k3_full")
+def pr_digits_k3_full(opts: MetricOptions) -> dict[str, float]:
+    """Precision/recall (k=3) on the digits classifier's features, N fakes vs N reals."""
+    return _results(f"pr_digits{count_tag(num_fakes(opts))}_k3_full", *_digits(opts))
+
+
+# StyleGAN2-ADA's spelling (prNk3_full: the count and k run together), still accepted.
 @register_metric(r"pr(?P<num>\d+k)3_full")
 def pr_full(opts: MetricOptions) -> dict[str, float]:
-    """Precision/recall (k=3, NVIDIA's VGG16) of N generated images against N training images."""
-    precision, recall = precision_recall_of(
-        opts, pretrained_extractor(opts, VGG16_NVIDIA), NVIDIA_PR_LAYER
-    )
-    name = f"pr{count_tag(num_fakes(opts))}3_full"
-    return {f"{name}_precision": precision, f"{name}_recall": recall}
+    """Precision/recall (k=3, NVIDIA's VGG16): pr<N>k_k3_full as StyleGAN2-ADA spells it."""
+    return _results(f"pr{count_tag(num_fakes(opts))}3_full", *_nvidia(opts))
 
 
 @register_metric(r"pr(?P<num>\d+k)3_torchvision_full")
 def pr_torchvision_full(opts: MetricOptions) -> dict[str, float]:
-    """Precision/recall (k=3) on torchvision's VGG16 fc2 features, N fakes against N reals."""
-    precision, recall = precision_recall_of(opts, pretrained_extractor(opts, VGG16), PR_LAYER)
-    name = f"pr{count_tag(num_fakes(opts))}3_torchvision_full"
-    return {f"{name}_precision": precision, f"{name}_recall": recall}
+    """Precision/recall (k=3, torchvision's VGG16): the older spelling of the _k3_ name."""
+    return _results(f"pr{count_tag(num_fakes(opts))}3_torchvision_full", *_torchvision(opts))
 
 
 @register_metric(r"pr_digits(?P<num>\d+k?)3_full")
 def pr_digits_full(opts: MetricOptions) -> dict[str, float]:
-    """Precision/recall (k=3) on the digits classifier's features, N fakes vs N reals."""
-    precision, recall = precision_recall_of(opts, digits_extractor(opts), DIGITS_LAYER)
-    name = f"pr_digits{count_tag(num_fakes(opts))}3_full"
-    return {f"{name}_precision": precision, f"{name}_recall": recall}
-
+    """Precision/recall (k=3, digits features): the older spelling of pr_digits<N>_k3_full."""
+    return _results(f"pr_digits{count_tag(num_fakes(opts))}3_full", *_digits(opts))
