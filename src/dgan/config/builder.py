@@ -103,7 +103,7 @@ def build_run(cfg: DictConfig) -> Run:
         build(node, f"callbacks.{name}") for name, node in (cfg.get("callbacks") or {}).items()
         if node is not None
     ]
-    if augment is not None and cfg.get("augment_p"):
+    if augment is not None and cfg.get("augment_p") and "_target_" in cfg.augment_p:
         callbacks.append(build(cfg.augment_p, "augment_p"))
     metrics = None
     if cfg.get("metrics") and cfg.metrics.metrics:
@@ -153,6 +153,7 @@ def check_run_config(cfg: DictConfig) -> None:
     Args:
         cfg: the composed run config (with Hydra's node when composed by Hydra).
     """
+    from dgan.config import rules
     from dgan.config.instantiation import check_finite, check_node
 
     check_top_level(cfg)
@@ -172,8 +173,12 @@ def check_run_config(cfg: DictConfig) -> None:
                     raise ConfigError(f"{key}.{name}: no _target_, so nothing builds it; give "
                                       f"{key}.{name}._target_ (a class) or {key}.{name}=null")
                 check_node(child, f"{key}.{name}")
-        elif isinstance(node, DictConfig | ListConfig):
+        elif isinstance(node, DictConfig):
             check_finite(key, OmegaConf.to_container(node, resolve=True))
+        elif node is not None and key not in rules.BY_KEY:
+            shown = OmegaConf.to_container(node) if isinstance(node, ListConfig) else node
+            raise ConfigError(f"{key}={show_value(shown)} is not valid; expected a config "
+                              f"(choose one with {key}=NAME on the command line) or null")
     _check_metric_names(cfg.get("metrics"))
 
 

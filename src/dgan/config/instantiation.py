@@ -151,22 +151,36 @@ def check_node(node: DictConfig, key: str, given: Iterable[str] = ()) -> None:
         plain = OmegaConf.to_container(value, resolve=True) \
             if isinstance(value, DictConfig | ListConfig) else value
         values[name] = plain
-        check_finite(path, plain)
+        named = _named(node, name, path)
+        check_finite(path, plain, named)
         rule = rules.rule_for(path, target_name, name)
         annotation = hints.get(name)
         default = params[name].default if name in params else inspect.Parameter.empty
         if rule is not None:
             if not rule.accepts(plain):
-                raise ConfigError(f"{path}={show_value(plain)} is not valid; expected "
-                                  f"{rule.text()}")
+                raise ConfigError(named.format(value=show_value(plain))
+                                  + f"; expected {rule.text()}")
             continue
         if annotation is None or plain is None and default is None:
             continue  # None is the documented "unset" of this argument
         if fits(plain, annotation) is False:
-            raise ConfigError(f"{path}={show_value(plain)} is not valid; expected "
-                              f"{describe(annotation, plain)}")
+            raise ConfigError(named.format(value=show_value(plain))
+                              + f"; expected {describe(annotation, plain)}")
     for name, value, what in rules.relation_problems(target_name, values):
-        raise ConfigError(f"{key}.{name}={show_value(value)} is not valid; expected {what}")
+        named = _named(node, name, f"{key}.{name}")
+        raise ConfigError(named.format(value=show_value(value)) + f"; expected {what}")
+
+
+def _named(node: DictConfig, name: str, path: str) -> str:
+    """``KEY={value} is not valid``, the template of an error about the value at ``path``: KEY
+    is the key the user sets when the value is an interpolation of another key
+    (``model.discriminator.c_dim: ${model.generator.c_dim}``)."""
+    raw = node._get_node(name)
+    text = raw._value() if raw is not None else None
+    if isinstance(text, str) and text.startswith("${") and text.endswith("}") \
+            and ":" not in text and text.count("${") == 1:
+        return f"{text[2:-1]}={{value}} is not valid (it sets {path})"
+    return f"{path}={{value}} is not valid"
 
 
 def closest_first(name: str, valid: Iterable[str]) -> list[str]:
@@ -178,17 +192,24 @@ def closest_first(name: str, valid: Iterable[str]) -> list[str]:
     return [*close, *(v for v in valid if v not in close)]
 
 
-def check_finite(key: str, value: Any) -> None:
-    """No nan or inf anywhere in ``value`` (a number, or a list or mapping of them)."""
+def check_finite(key: str, value: Any, named: str | None = None) -> None:
+    """No nan or inf anywhere in ``value`` (a number, or a list or mapping of them).
+
+    Args:
+        key: where the value sits.
+        value: plain data.
+        named: the message's ``KEY={value} is not valid`` template (default: from ``key``).
+    """
+    template = named or f"{key}={{value}} is not valid"
     if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{key}={show_value(value)} is not valid; expected a finite number "
-                          "(nan and inf mean nothing in a dgan setting)")
+        raise ConfigError(template.format(value=show_value(value)) + "; expected a finite "
+                          "number (nan and inf mean nothing in a dgan setting)")
     if isinstance(value, list | tuple):
         for item in value:
             if isinstance(item, float) and not math.isfinite(item):
-                raise ConfigError(f"{key}={show_value(value)} is not valid; expected finite "
-                                  "numbers (nan and inf mean nothing in a dgan setting)")
-            check_finite(key, item)
+                raise ConfigError(template.format(value=show_value(value)) + "; expected "
+                                  "finite numbers (nan and inf mean nothing in a dgan setting)")
+            check_finite(key, item, named)
     elif isinstance(value, dict):
         for name, item in value.items():
             check_finite(f"{key}.{name}", item)

@@ -207,6 +207,14 @@ def _devices(value: Any) -> bool:
     return False
 
 
+def _signal_names(value: Any) -> bool:
+    """A list of catchable signal names (SIGKILL and SIGSTOP cannot be caught)."""
+    import signal
+
+    names = set(signal.Signals.__members__) - {"SIGKILL", "SIGSTOP"}
+    return isinstance(value, list) and all(isinstance(v, str) and v in names for v in value)
+
+
 # Parameters that mean the same in every target that takes them.
 BY_NAME: dict[str, Rule] = {
     # torch.optim, checked as torch.optim itself checks them
@@ -300,6 +308,7 @@ BY_TARGET: dict[str, dict[str, Rule]] = {
         "filter_beta": NON_NEGATIVE,
     },
     "dgan.networks.stylegan2.Generator": {"w_avg_beta": PROBABILITY},
+    "dgan.networks.mlp.MLPGenerator": {"activation": Choice("dgan.networks.mlp:ACTIVATIONS")},
     "dgan.networks.projected.FastGANGenerator": {
         "img_resolution": Rule(
             "custom", words="one of 32, 64, 128, 256, 512, 1024",
@@ -339,7 +348,10 @@ BY_TARGET: dict[str, dict[str, Rule]] = {
                                       "name": Text(null=True)},
     "dgan.callbacks.metrics.MetricsCallback": {"reference": Choice(("train", "full"))},
     "dgan.callbacks.progress.KimgProgress": {"refresh_rate": COUNT, "tick_kimg": POSITIVE},
-    "dgan.callbacks.preemption.PreemptionCheckpoint": {"exit_code": Int(0, 255)},
+    "dgan.callbacks.preemption.PreemptionCheckpoint": {
+        "exit_code": Int(0, 255),
+        "signals": Rule("custom", check=_signal_names,
+                        words="a list of signal names, e.g. [SIGTERM, SIGUSR1, SIGINT]")},
     "dgan.callbacks.throughput.Throughput": {"every_n_steps": Int(1, MAX_COUNT, null=True)},
     "dgan.callbacks.diffusion_diagnostics.DiffusionDiagnostics": {
         "num_buckets": Int(1, 1000), "history_every_n_steps": Int(1, MAX_COUNT, null=True)},
@@ -446,11 +458,24 @@ def _precision_on_cpu(node: Mapping[str, Any]) -> tuple[str, Any, str] | None:
     return None
 
 
+def _devices_on_cpu(node: Mapping[str, Any]) -> tuple[str, Any, str] | None:
+    """Lightning's CPU accelerator takes a count of processes, not -1 or device ids."""
+    devices = node.get("devices")
+    if str(node.get("accelerator")) != "cpu":
+        return None
+    text = str(devices).strip()
+    if text == "auto" or (is_integer(devices) and int(devices) >= 1) or (
+            isinstance(devices, str) and text.isdigit() and int(text) >= 1):
+        return None
+    return ("devices", devices, "a number of processes >= 1 (or auto) with "
+            "trainer.accelerator=cpu; -1 and device ids are for GPUs")
+
+
 RELATIONS: dict[str, tuple[Relation, ...]] = {
     "dgan.diffusion.Diffusion": (_beta_order, _t_order),
     "dgan.diffusion.feature_noise.FeatureDiffusion": (_beta_order, _t_order),
     "dgan.training.module.DiffusionGAN": (_batch_split,),
-    "lightning.Trainer": (_precision_on_cpu,),
+    "lightning.Trainer": (_precision_on_cpu, _devices_on_cpu),
 }
 
 
@@ -458,3 +483,14 @@ def relation_problems(target: str, node: Mapping[str, Any]) -> list[tuple[str, A
     """What the relations of ``target`` find wrong in ``node`` (plain data)."""
     found = [check(node) for check in RELATIONS.get(target, ())]
     return [f for f in found if f is not None]
+
+
+def rule_at(cfg: Any, key: str) -> Rule | None:
+    """The rule of the leaf at dotted ``key`` of a composed config (None: no rule)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    parent, _, name = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+    target = str(node["_target_"]) if isinstance(node, DictConfig) and "_target_" in node \
+        else None
+    return rule_for(key, target, name)
