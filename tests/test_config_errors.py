@@ -128,3 +128,96 @@ def test_fits_judges_yaml_values(value, annotation, expected) -> None:
 def test_describe_reads_like_the_other_messages() -> None:
     assert describe(int | None) == "an integer or null"
     assert describe(list[str], "fid50k_full") == "a list, e.g. [fid50k_full]"
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("diffusion.noise_std=inf", "diffusion.noise_std=inf is not valid; expected a finite "
+                                    "number"),
+        ("kimg=nan", "kimg=nan is not valid; expected a finite number"),
+        ("kimg=0", "kimg=0 is not valid; expected a finite number > 0"),
+        ("model.g_optimizer.lr=-1", "model.g_optimizer.lr=-1 is not valid; expected a finite "
+                                    "number >= 0"),
+        ("model.g_optimizer.betas=[0.5]", "model.g_optimizer.betas=[0.5] is not valid; expected "
+                                          "two numbers in [0, 1)"),
+        ("model.d_optimizer.eps=-1e-8", "model.d_optimizer.eps=-1e-08 is not valid"),
+        ("datamodule.num_workers=-1", "datamodule.num_workers=-1 is not valid; expected an "
+                                      "integer in [0, 256]"),
+        ("model.generator.hidden=0", "model.generator.hidden=0 is not valid; expected an "
+                                     "integer in [1, 1048576]"),
+        ("trainer.precision=16", "trainer.precision=16 is not valid; expected 32-true on a CPU"),
+        ("trainer.log_every_n_steps=0", "trainer.log_every_n_steps=0 is not valid; expected an "
+                                        "integer in [1,"),
+        ("diffusion.beta_end=2.0", "diffusion.beta_end=2.0 is not valid; expected a number in "
+                                   "(0, 1)"),
+        ("diffusion.beta_end=1e-5", "diffusion.beta_end=1e-05 is not valid; expected a number "
+                                    "in [beta_start, 1)"),
+        ("diffusion.t_max=3", "diffusion.t_max=3 is not valid; expected an integer >= t_min"),
+        ("+paths.foo=1", "+paths.foo: no part of dgan reads 'paths.foo'"),
+    ],
+)
+def test_values_the_target_would_refuse_are_refused_before_building(tmp_path, override,
+                                                                    expected) -> None:
+    assert expected in _error(tmp_path, override)
+
+
+def test_an_interpolated_value_names_the_key_the_user_sets(tmp_path) -> None:
+    from dgan.config.builder import check_run_config
+
+    cfg = compose_train(["experiment=digits_projectedgan", "model.generator.c_dim=-1"],
+                        tmp_path / "run")
+    with pytest.raises(ConfigError) as info:
+        check_run_config(cfg)
+    assert str(info.value).startswith("model.generator.c_dim=-1 is not valid (it sets "
+                              "model.discriminator.c_dim)")
+
+
+def test_augment_xflip_needs_no_plus(tmp_path) -> None:
+    from dgan.config.builder import check_run_config
+
+    cfg = compose_train([*TINY, "augment=ada", "augment.xflip=0"], tmp_path / "run")
+    check_run_config(cfg)
+    assert cfg.augment.xflip == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["foo=1"], "foo=1: unknown key; valid keys: "),
+        (["diffusion.nosie_std=0.1"], "diffusion.nosie_std=0.1: unknown key; closest valid keys:"
+                                      " diffusion.noise_std"),
+        (["diffusion=nosuch"], "diffusion=nosuch: no diffusion config named 'nosuch'; valid "
+                               "choices: "),
+        (["+kimg=3"], "+kimg=3: kimg exists already, and + only adds a new key; write kimg=3"),
+        (["foo=[1"], "foo=[1: cannot read this override"),
+        (["-m", "seed=0,1", "kimgg=2"], "kimgg=2: unknown key; closest valid keys: kimg"),
+    ],
+)
+def test_hydra_override_errors_are_one_line_with_the_valid_keys(overrides, expected) -> None:
+    from dgan.config.compose import check_overrides
+
+    with pytest.raises(ConfigError) as info:
+        check_overrides(["experiment=gaussians25", *overrides])
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith(expected)
+
+
+def test_valid_overrides_and_sweeps_pass_the_override_check() -> None:
+    from dgan.config.compose import check_overrides
+
+    check_overrides(["experiment=gaussians25", "kimg=1", "+model.generator.x=1", "-m",
+                     "seed=0,1", "diffusion.noise_std=interval(0.1, 1)"])
+
+
+@pytest.mark.parametrize("argv", [["diffusion.nosie_std=0.1"], ["kimg=nan"],
+                                  ["hydra.run.dir=/proc/forbidden"]])
+def test_cli_bad_inputs_are_one_error_line_and_exit_2(tmp_path, argv) -> None:
+    res = subprocess.run([sys.executable, "-m", "dgan.train", *TINY, *argv,
+                          *([] if "hydra.run.dir" in argv[0] else
+                            [f"hydra.run.dir={tmp_path}/run"])],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr[-2000:]
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr[-2000:]
+    assert argv[0].partition("=")[0] in lines[0]
