@@ -54,3 +54,21 @@ def test_collapse_onto_inner_modes_is_told_apart_from_the_border():
 def test_border_fraction_is_minimised():
     assert not higher_is_better("border_fraction")
     assert higher_is_better("inner_modes_covered")
+
+
+def test_mlp_generator_activation_option_keeps_the_relu_default():
+    from torch import nn
+
+    from dgan.networks.mlp import MLPGenerator
+
+    torch.manual_seed(0)
+    relu = MLPGenerator(z_dim=2, hidden=16, num_layers=2)
+    torch.manual_seed(0)
+    leaky = MLPGenerator(z_dim=2, hidden=16, num_layers=2, activation="leaky_relu")
+    assert [type(m) for m in relu.body if not isinstance(m, nn.Linear)] == [nn.ReLU, nn.ReLU]
+    slopes = [m.negative_slope for m in leaky.body if isinstance(m, nn.LeakyReLU)]
+    assert slopes == [0.2, 0.2]
+    # Same parameters, so the option changes only the nonlinearity.
+    z = -torch.ones(4, 2)
+    assert all(torch.equal(a, b) for a, b in zip(relu.parameters(), leaky.parameters()))
+    assert not torch.equal(relu(z), leaky(z))

@@ -8,6 +8,10 @@ from torch import nn
 from dgan.networks.conditioning import TimestepConditioning
 
 
+# The paper's toy networks use LeakyReLU (slope 0.2) in G and D; dgan's G defaulted to ReLU.
+ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}
+
+
 def _mlp(widths: list[int], activation: type[nn.Module]) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, o in zip(widths[:-1], widths[1:], strict=True):
@@ -24,15 +28,19 @@ class MLPGenerator(nn.Module):
         hidden: width of the hidden layers.
         num_layers: number of hidden layers.
         c_dim: label width (0: unconditional); labels are concatenated to z.
+        activation: hidden activation, ``relu`` or ``leaky_relu`` (slope 0.2, the paper's toy).
     """
 
     def __init__(self, z_dim: int = 16, out_dim: int = 2, hidden: int = 256, num_layers: int = 3,
-                 c_dim: int = 0) -> None:
+                 c_dim: int = 0, activation: str = "relu") -> None:
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation={activation!r} is not valid; expected one of "
+                             f"{', '.join(ACTIVATIONS)}")
         self.z_dim = z_dim
         self.c_dim = c_dim
         self.out_dim = out_dim
-        self.body = _mlp([z_dim + c_dim] + [hidden] * num_layers, nn.ReLU)
+        self.body = _mlp([z_dim + c_dim] + [hidden] * num_layers, ACTIVATIONS[activation])
         self.out = nn.Linear(hidden, out_dim)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, **_: object) -> torch.Tensor:
@@ -64,7 +72,7 @@ class MLPDiscriminator(nn.Module):
             mode=t_conditioning, c_dim=c_dim, cmap_dim=cmap_dim, t_max=t_max,
             num_layers=mapping_layers, lr_multiplier=mapping_lr_multiplier,
         )
-        self.body = _mlp([in_dim] + [hidden] * num_layers, lambda: nn.LeakyReLU(0.2))
+        self.body = _mlp([in_dim] + [hidden] * num_layers, ACTIVATIONS["leaky_relu"])
         self.out = nn.Linear(hidden, self.head.in_features)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None,
