@@ -70,5 +70,6 @@ def test_mlp_generator_activation_option_keeps_the_relu_default():
     assert slopes == [0.2, 0.2]
     # Same parameters, so the option changes only the nonlinearity.
     z = -torch.ones(4, 2)
-    assert all(torch.equal(a, b) for a, b in zip(relu.parameters(), leaky.parameters()))
+    pairs = zip(relu.parameters(), leaky.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
     assert not torch.equal(relu(z), leaky(z))

@@ -7,7 +7,6 @@ from torch import nn
 
 from dgan.networks.conditioning import TimestepConditioning
 
-
 # The paper's toy networks use LeakyReLU (slope 0.2) in G and D; dgan's G defaulted to ReLU.
 ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.2)}
 
