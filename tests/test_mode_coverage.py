@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from dgan.data.toy import ToyDataset, inner_mode_mask, toy_modes
 from dgan.metrics.direction import higher_is_better
-from dgan.metrics.mode_coverage import mode_statistics
+from dgan.metrics.mode_coverage import border_threshold, mode_statistics
 
 STD = 0.05
 
@@ -25,22 +26,27 @@ def test_grid_has_nine_inner_modes_and_the_ring_none():
     assert int(ToyDataset("gaussians25", size=10).inner_modes.sum()) == 9
 
 
-def test_data_itself_covers_everything_and_nothing_lies_beyond_the_border():
+def test_data_itself_covers_everything_and_puts_16_of_25_in_the_border_band():
     modes = toy_modes("gaussians25")
-    stats = mode_statistics(_around(modes, 100), modes, STD, inner=inner_mode_mask("gaussians25"))
+    inner = inner_mode_mask("gaussians25")
+    assert border_threshold(modes, inner, STD) == 3.5
+    stats = mode_statistics(_around(modes, 100), modes, STD, inner=inner)
     assert stats["modes_covered"] == 25 and stats["inner_modes_covered"] == 9
     assert stats["hq_fraction"] > 0.95 and stats["mode_kl"] < 0.01
-    assert stats["border_fraction"] < 0.01  # only the outer modes' Gaussian tails past 3 std
+    assert stats["border_fraction"] == pytest.approx(16 / 25)
 
 
-def test_a_generator_pushed_past_the_outer_ring_shows_in_border_fraction():
+def test_a_generator_spread_along_the_edge_shows_in_border_fraction():
     modes = toy_modes("gaussians25")
-    # A curve along the square of side 9: outside every mode, crossing no inner one.
-    s = torch.linspace(-4.5, 4.5, 250)
-    edge = torch.full_like(s, 4.5)
+    # A curve along the square through the outer modes: crosses them, misses the inner ones.
+    s = torch.linspace(-4.0, 4.0, 250)
+    edge = torch.full_like(s, 4.0)
     square = torch.cat([torch.stack(p, 1) for p in ((s, edge), (s, -edge), (edge, s), (-edge, s))])
     stats = mode_statistics(square, modes, STD, inner=inner_mode_mask("gaussians25"))
     assert stats["border_fraction"] == 1.0 and stats["inner_modes_covered"] == 0
+    ring = toy_modes("ring8")
+    no_inner = inner_mode_mask("ring8")
+    assert border_threshold(ring, no_inner, STD) == float(ring.abs().amax()) + 3 * STD
 
 
 def test_collapse_onto_inner_modes_is_told_apart_from_the_border():
