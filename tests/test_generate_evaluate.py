@@ -271,7 +271,7 @@ def test_evaluate_bad_input_is_one_line(digits_run: Path, tmp_path: Path, capsys
     assert "fid<N>k_full" in evaluate.metric_name_forms()
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     assert evaluate.main([f"ckpt={tmp_path / 'junk.ckpt'}"]) == 2
-    assert "cannot read the checkpoint" in capsys.readouterr().err
+    assert "is a text file, not a checkpoint" in capsys.readouterr().err
 
 
 def test_missing_weights_fail_at_start(digits_run: Path, tmp_path: Path, capsys) -> None:

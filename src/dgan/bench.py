@@ -39,7 +39,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import lightning as L
 import torch
@@ -117,10 +117,19 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` is CUDA when available, else CPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        _fail(f"--device={name} is not valid; expected auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda but no CUDA device is available")
+        _fail("--device cuda but no CUDA device is available")
     return device
+
+
+def _fail(message: str) -> NoReturn:
+    """One ``error:`` line and exit status 2, as every dgan command's bad input."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
 
 
 def preset_overrides(opts: Options, device: torch.device, model: DictConfig | None = None
@@ -600,21 +609,54 @@ def run(opts: Options) -> dict[str, Any]:
     return results
 
 
+def _count(low: int) -> Any:
+    """An argparse type: an integer >= ``low``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") \
+                from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text}")
+        return value
+    return parse
+
+
+def _check_presets(presets: tuple[str, ...]) -> str | None:
+    """What is wrong with ``--presets`` (None: every name is a preset or an experiment)."""
+    from dgan.config.paths import CONFIG_DIR
+
+    experiments = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
+    if not presets:
+        return "--presets is empty; give e.g. --presets cifar,digits"
+    for name in presets:
+        if name not in PRESETS and name not in experiments:
+            return (f"--presets: {name!r} is neither a preset ({', '.join(PRESETS)}) nor an "
+                    f"experiment ({', '.join(experiments)})")
+    return None
+
+
 def parse_args(argv: list[str] | None = None) -> Options:
-    p = argparse.ArgumentParser(prog="python -m dgan.bench", description=__doc__.split("\n")[0])
+    from dgan.config.cli_args import OneLineParser
+    from dgan.config.instantiation import ConfigError
+    from dgan.files.writable import check_creatable_dir
+
+    p = OneLineParser(prog="python -m dgan.bench", description=__doc__.split("\n")[0])
     p.add_argument("--presets", default=",".join(DEFAULT_PRESETS),
                    help="comma-separated presets: cifar, digits, projected "
                         "(cifar10_projectedgan), or any experiment name")
-    p.add_argument("--batch", type=int, default=None,
+    p.add_argument("--batch", type=_count(1), default=None,
                    help="batch per step (default: the preset's on GPU; cifar 4, digits 32, "
                         "projected 4 on CPU)")
     p.add_argument("--precision", default="32-true", choices=PRECISIONS,
                    help="trainer.precision of the step")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--steps", type=int, default=2, help="timed main steps per repeat")
-    p.add_argument("--repeats", type=int, default=4,
+    p.add_argument("--steps", type=_count(1), default=2, help="timed main steps per repeat")
+    p.add_argument("--repeats", type=_count(1), default=4,
                    help="repeats, alternating with/without diffusion (medians are reported)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed steps/calls before timing")
+    p.add_argument("--warmup", type=_count(0), default=1,
+                   help="untimed steps/calls before timing")
     p.add_argument("--channels-last", action="store_true", help="model.channels_last=true")
     p.add_argument("--compile", action="store_true", help="model.compile=true (torch.compile)")
     p.add_argument("--tf32", action="store_true", help="callbacks.backend.tf32=true (CUDA)")
@@ -638,8 +680,15 @@ def parse_args(argv: list[str] | None = None) -> Options:
                    tf32=a.tf32, fused_modconv=a.fused_modconv, overrides=tuple(a.override),
                    features=a.features, inception_weights=a.inception_weights,
                    sync_debug=a.sync_debug, tiny=a.tiny, out=a.out)
+    problem = _check_presets(opts.presets)
+    if problem:
+        p.error(problem)
+    try:
+        check_creatable_dir(Path(a.out).parent if a.out else Path("bench_results"), "--out")
+    except ConfigError as err:
+        p.error(str(err))
     if a.tiny:
-        explicit = set(argv if argv is not None else sys.argv[1:])
+        explicit = {arg.partition("=")[0] for arg in (argv if argv is not None else sys.argv[1:])}
         if "--steps" not in explicit:
             opts.steps = 1
         if "--repeats" not in explicit:

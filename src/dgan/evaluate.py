@@ -246,6 +246,10 @@ def run(opts: EvaluateOptions, dataset_changes: dict[str, Any] | None = None) ->
                           "network pickle) or images=DIR")
     if opts.batch_size < 1:
         raise ConfigError(f"batch_size={opts.batch_size} must be >= 1")
+    if opts.outdir is not None:
+        from dgan.files.writable import check_creatable_dir
+
+        check_creatable_dir(opts.outdir, "outdir")  # before the metrics take their time
     device = resolve_device(opts.device)
 
     loaded = None

@@ -266,6 +266,9 @@ def run(opts: GenerateOptions) -> list[Path]:
                           "pkl=NETWORK.pkl")
     if opts.outdir is None:
         raise ConfigError("outdir is required: the directory for the PNGs, e.g. outdir=out")
+    from dgan.files.writable import check_creatable_dir
+
+    check_creatable_dir(opts.outdir, "outdir")  # under a file, unwritable: before any work
     seeds = parse_seeds(opts.seeds)
     if opts.grid_columns is not None and opts.grid_columns < 1:
         raise ConfigError(f"grid_columns={opts.grid_columns} must be >= 1 (or null)")
@@ -278,7 +281,11 @@ def run(opts: GenerateOptions) -> list[Path]:
     out = generate(loaded.G, seeds, trunc=opts.trunc, class_idx=opts.class_idx,
                    noise_mode=opts.noise_mode, device=device)
     outdir = Path(opts.outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"outdir={outdir}: cannot make it ({err.strerror or err}); choose a "
+                          "directory you can write to") from None
     if out.dim() == 2:
         reals = _training_points(loaded)
         written = write_points(out, seeds, outdir, reals)

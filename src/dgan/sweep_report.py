@@ -255,6 +255,33 @@ def final_value(job: Job, metric: str) -> float | None:
     return values[-1] if values else None
 
 
+def logged_metrics(jobs: Sequence[Job]) -> list[str]:
+    """Every metric any record of the jobs holds, in first-seen order."""
+    names: list[str] = []
+    for job in jobs:
+        for record in job.records:
+            names += [k for k in record if k != "kimg" and k not in names]
+    return names
+
+
+def check_metric_names(metrics: Sequence[str], jobs: Sequence[Job], sweep_dir: Path,
+                       option: str) -> None:
+    """Each name is a metric some job logged; otherwise one error naming the valid ones (a
+    report of nothing would read as "every job failed")."""
+    logged = logged_metrics(jobs)
+    if not logged:
+        raise ReportError(f"{sweep_dir}: none of its {len(jobs)} job(s) has metrics.jsonl "
+                          "records yet; run with metrics=toy|digits|fid50k")
+    for name in metrics:
+        if name not in logged:
+            import difflib
+
+            close = difflib.get_close_matches(name, logged, n=3, cutoff=0.5)
+            hint = f" (closest: {', '.join(close)})" if close else ""
+            raise ReportError(f"{option}={name}: no job of {sweep_dir} logged this metric"
+                              f"{hint}; logged metrics: {', '.join(logged)}")
+
+
 def final_metrics(jobs: Sequence[Job]) -> list[str]:
     """Every metric of the jobs' final records, in first-seen order."""
     names: list[str] = []
@@ -350,6 +377,8 @@ def report_groups(sweep_dir: Path, group_keys: Sequence[str],
         keys = sorted({k for job in jobs for k in job.overrides})
         raise ReportError(f"--group-by {','.join(unknown)}: no job overrides it; the jobs' "
                           f"override keys are {', '.join(keys)}")
+    if metrics:
+        check_metric_names(metrics, jobs, sweep_dir, "--metrics")
     metrics = list(metrics) if metrics else final_metrics(jobs)
     if not metrics:
         raise ReportError(f"{sweep_dir}: no job has metrics.jsonl records yet")
@@ -378,6 +407,7 @@ def report(sweep_dir: Path, metric: str | None = None, keys: Sequence[str] | Non
         if metric is None:
             raise ReportError(f"{sweep_dir}: none of its {len(jobs)} job(s) has metrics.jsonl "
                               f"records yet; run with metrics=toy|digits|fid50k")
+    check_metric_names([metric], jobs, sweep_dir, "--metric")
     keys = list(keys) if keys else swept_keys(jobs, sweeper_keys(sweep_dir))
     rows = build_table(jobs, keys, metric, direction)
     csv_path = csv_path or sweep_dir / CSV_NAME
@@ -388,7 +418,9 @@ def report(sweep_dir: Path, metric: str | None = None, keys: Sequence[str] | Non
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    from dgan.config.cli_args import OneLineParser
+
+    parser = OneLineParser(
         prog="python -m dgan.sweep_report",
         description="Tabulate (CSV) and plot (PNG) the headline metric of a Hydra multirun.",
     )

@@ -12,12 +12,14 @@ with the same rules as OmegaConf's dot-lists; ``null`` is None.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import math
 import sys
 import types
 import typing
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import yaml
 
@@ -65,6 +67,9 @@ def _convert(key: str, value: Any, annotation: Any) -> Any:
             number = float(value)
         except ValueError:
             raise ConfigError(f"{key}={value!r} is not valid; expected a number") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}={value} is not valid; expected a finite number (nan and "
+                              "inf mean nothing in a dgan setting)")
         if annotation is int:
             if number != int(number):
                 raise ConfigError(f"{key}={value!r} is not valid; expected an integer")
@@ -145,7 +150,18 @@ def parse_key_values(
         if key in values:
             raise ConfigError(f"{key} is given twice")
         values[key] = _convert(key, parse_value(text), hints[key])
+        _check_option(options.__name__, key, values[key])
     return options(**values), extra
+
+
+def _check_option(options: str, key: str, value: Any) -> None:
+    """A command's option against its rule in :data:`dgan.config.rules.OPTIONS`."""
+    from dgan.config.instantiation import show_value
+    from dgan.config.rules import OPTIONS
+
+    rule = OPTIONS.get(options, {}).get(key)
+    if rule is not None and not rule.accepts(value):
+        raise ConfigError(f"{key}={show_value(value)} is not valid; expected {rule.text()}")
 
 
 def usage(command: str, options: type[Any]) -> str:
@@ -177,6 +193,15 @@ def _field_docs(options: type[Any]) -> dict[str, str]:
             if name.isidentifier():
                 docs[name] = text.strip()
     return docs
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with its errors as every dgan command's: one ``error:`` line, exit status 2
+    (``--help`` still shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def run_command(action: Callable[[], object]) -> int:

@@ -404,6 +404,15 @@ BY_KEY: dict[str, Rule] = {
 }
 
 
+# The options of the stand-alone commands (their dataclasses' names), beyond their types.
+OPTIONS: dict[str, dict[str, Rule]] = {
+    "GenerateOptions": {"trunc": Num(), "grid_columns": Int(1, MAX_COUNT, null=True),
+                        "class_idx": Int(0, MAX_COUNT, null=True), "outdir": Text(null=True)},
+    "EvaluateOptions": {"trunc": Num(), "batch_size": SIZE, "seed": Int(0, MAX_SEED, null=True),
+                        "num_workers": Int(0, 256), "outdir": Text(null=True)},
+}
+
+
 def rule_for(key: str, target: str | None, name: str) -> Rule | None:
     """The rule of the value at ``key`` (parameter ``name`` of ``target``), or None."""
     if key in BY_KEY:

@@ -65,6 +65,8 @@ from dgan.data.images import (
     parse_labels,
 )
 
+# The largest side prepare writes (the largest StyleGAN2 preset, FFHQ-1024).
+MAX_RESOLUTION = 1024
 TRANSFORMS = ("center-crop", "resize")
 SPLITS = ("train", "test", "unlabeled", "train+unlabeled")
 CIFAR_SIDE = 32
@@ -476,6 +478,18 @@ def _write_zip(dest: Path, source: _Source, max_images: int | None) -> tuple[int
     return count, num_classes
 
 
+def _check_dest_folder(dest: Path) -> None:
+    """The folder of ``dest`` exists or can be made, before any source is read."""
+    from dgan.config.instantiation import ConfigError
+    from dgan.files.writable import check_creatable_dir
+
+    try:
+        check_creatable_dir(dest.parent, "--dest")
+    except ConfigError as err:
+        raise PrepareError(str(err).replace(f"--dest={dest.parent}", f"--dest={dest}", 1)) \
+            from None
+
+
 def _create_temp(dest: Path) -> Path:
     """A new empty file beside ``dest``; one PrepareError line if that folder is not writable."""
     tmp = dest.parent / f".{dest.name}.{secrets.token_hex(_TEMP_NAME_BYTES)}.tmp"
@@ -574,10 +588,11 @@ def prepare(
         raise PrepareError(f"--dest={dest} must end in .zip")
     if dest.is_dir():
         raise PrepareError(f"--dest={dest} is a folder; name the .zip file to write")
-    if resolution is not None and (not is_power_of_two(resolution) or resolution < MIN_RESOLUTION):
-        raise PrepareError(
-            f"--resolution={resolution} is not a power of two >= {MIN_RESOLUTION} (4, 8, ..., 1024)"
-        )
+    _check_dest_folder(dest)
+    if resolution is not None and (not is_power_of_two(resolution) or resolution < MIN_RESOLUTION
+                                   or resolution > MAX_RESOLUTION):
+        raise PrepareError(f"--resolution={resolution} is not valid; expected a power of two in "
+                           f"[{MIN_RESOLUTION}, {MAX_RESOLUTION}] (4, 8, ..., 1024)")
     if transform not in TRANSFORMS:
         raise PrepareError(f"--transform={transform} is unknown; use {' or '.join(TRANSFORMS)}")
     if max_images is not None and max_images < 1:
@@ -626,12 +641,14 @@ def prepare(
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of ``python -m dgan.data.prepare``."""
+    from dgan.config.cli_args import OneLineParser
 
     def power_of_two(text: str) -> int:
         value = _int(text)
-        if not is_power_of_two(value) or value < MIN_RESOLUTION:
+        if not is_power_of_two(value) or not MIN_RESOLUTION <= value <= MAX_RESOLUTION:
             raise argparse.ArgumentTypeError(
-                f"must be a power of two >= {MIN_RESOLUTION} (4, 8, ..., 1024), got {text}"
+                f"must be a power of two in [{MIN_RESOLUTION}, {MAX_RESOLUTION}] (4, 8, ..., "
+                f"1024), got {text}"
             )
         return value
 
@@ -641,7 +658,7 @@ def build_parser() -> argparse.ArgumentParser:
             raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
         return value
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m dgan.data.prepare",
         description="Convert images, CIFAR-10, STL-10 or the embedded digits into a dataset zip.",
     )
@@ -704,7 +721,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             split=args.split,
         )
     except (PrepareError, DatasetError) as exc:
-        parser.error(str(exc))
+        parser.error(str(exc))  # one error: line, exit status 2
     print(summary.line())
     return 0
 

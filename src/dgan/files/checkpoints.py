@@ -51,6 +51,61 @@ class LoadedGenerator:
         return not hasattr(self.G, "img_resolution")
 
 
+# The first bytes of the two formats: torch.save's zip archive and a pickle (protocol >= 2).
+ZIP_MAGIC = b"PK\x03\x04"
+PICKLE_MAGIC = b"\x80"
+# What to do with a network pickle given where a checkpoint is expected.
+PICKLE_HINT = ("a StyleGAN2-ADA / Diffusion-GAN network pickle goes to pkl= (generate, evaluate), "
+               "init=FILE.pkl (train) or python -m dgan.convert FILE.pkl OUT.ckpt")
+
+
+def what_file_is(path: str | Path) -> str:
+    """Why ``path`` cannot be read as a dgan checkpoint, in words, from its size and first
+    bytes only (nothing in it is unpickled or run).
+
+    Args:
+        path: the file given as a checkpoint.
+    """
+    import zipfile
+
+    path = Path(path)
+    if path.is_dir():
+        return "is a directory, not a checkpoint file"
+    if not path.exists():
+        return "no such file"
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    if size == 0:
+        return "is empty (0 bytes), not a checkpoint; the save was interrupted or the copy failed"
+    if head.startswith(ZIP_MAGIC):
+        if not zipfile.is_zipfile(path):
+            return (f"is truncated or damaged ({size:,} bytes of a zip archive without its end: "
+                    "the save or the copy stopped early); use another checkpoint")
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        if not any(name.endswith("data.pkl") for name in names):
+            return "is a zip archive but not a checkpoint (a dataset zip?)"
+        return ("holds objects a dgan checkpoint never holds (classes or code in its pickle); "
+                "refused, nothing in it was run")
+    if head.startswith(PICKLE_MAGIC):
+        return f"is a pickle, not a dgan checkpoint; {PICKLE_HINT}"
+    if head[:1].isascii() and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return "is a text file, not a checkpoint"
+    return "is not a checkpoint (neither a torch checkpoint nor a pickle)"
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(magic)) == magic
+    except OSError:
+        return False
+
+
 def read_checkpoint(path: str | Path, key: str = "ckpt") -> dict[str, Any]:
     """The raw checkpoint dict, checked to be a dgan checkpoint.
 
@@ -64,14 +119,24 @@ def read_checkpoint(path: str | Path, key: str = "ckpt") -> dict[str, Any]:
             f"{key}={path}: no such checkpoint file; give a .ckpt written by dgan.train, "
             "e.g. RUN_DIR/checkpoints/last.ckpt or best.ckpt"
         )
+    import warnings
+
+    if not _starts_with(path, ZIP_MAGIC):  # dgan writes zip checkpoints only: not unpickled
+        raise ConfigError(f"{key}={path}: {what_file_is(path)}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated, foreign or pickled-code files: say which one
-        text = " ".join(str(err).split())[:200]
-        raise ConfigError(f"{key}={path}: cannot read the checkpoint ({text})") from err
+        # weights_only: tensors and plain data only, so nothing in the file runs.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - truncated, foreign or pickled-code files: say which
+        # torch's own text advises weights_only=False, which would run the file's code.
+        raise ConfigError(f"{key}={path}: {what_file_is(path)}") from None
     dgan_state = state.get("dgan") if isinstance(state, dict) else None
     if not isinstance(dgan_state, dict) or not isinstance(dgan_state.get("config"), dict):
-        raise ConfigError(f"{key}={path}: not a dgan checkpoint (no 'dgan' section with a config)")
+        kind = "Lightning checkpoint" if isinstance(state, dict) and "state_dict" in state \
+            else "torch file"
+        raise ConfigError(f"{key}={path}: a {kind}, but not one written by dgan (no 'dgan' "
+                          "section with the run config)")
     if not isinstance(state.get("state_dict"), dict):
         raise ConfigError(f"{key}={path}: the checkpoint has no state_dict")
     return state
@@ -92,12 +157,29 @@ def read_pickle_checkpoint(path: str | Path, key: str = "pkl") -> dict[str, Any]
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{key}={path}: no such network pickle; give a StyleGAN2-ADA .pkl")
+    problem = what_file_is(path)
+    if problem.startswith(("is empty", "cannot be read", "is a text file")):
+        raise ConfigError(f"{key}={path}: {problem}")
+    if problem.startswith(("holds objects", "is truncated", "is a zip")):
+        if problem.startswith("holds objects"):  # a torch zip: try it as a dgan checkpoint
+            try:
+                read_checkpoint(path, key)
+            except ConfigError:
+                pass
+            else:
+                raise ConfigError(
+                    f"{key}={path}: is a dgan checkpoint already, not a network pickle; use it "
+                    "as ckpt= (generate, evaluate), resume= or init= (train)")
+        raise ConfigError(f"{key}={path}: {problem.replace('checkpoint', 'network pickle')}")
     try:
         return read_network_pickle_as_checkpoint(path)
     except (pickle.UnpicklingError, MappingError, EOFError, KeyError, ValueError) as err:
         # UnsafePickleError is an UnpicklingError: it names the refused class.
         text = " ".join(str(err).split())[:300]
-        raise ConfigError(f"{key}={path}: cannot convert the network pickle ({text})") from err
+        if isinstance(err, EOFError):
+            text = "the file ends early: truncated"
+        raise ConfigError(f"{key}={path}: cannot convert the network pickle ({text}); nothing "
+                          "in it was run") from err
 
 
 def read_any_checkpoint(path: str | Path, key: str = "ckpt") -> dict[str, Any]:
