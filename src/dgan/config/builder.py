@@ -8,6 +8,7 @@ any training: a bad value or an unknown key stops the run with one line naming t
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import random
 from pathlib import Path
@@ -38,6 +39,9 @@ class Run:
     datamodule: L.LightningDataModule
     metrics: MetricsCallback | None
     ckpt_path: str | None
+    # The checkpoint is at the run's last kimg but its final evaluation was not recorded: fit
+    # runs no training step, only the end of training (final metrics, summary).
+    finish_only: bool = False
 
     def headline_value(self) -> float | None:
         """Final value of the first metric (what a sweeper minimises or maximises)."""
@@ -122,16 +126,21 @@ def build_run(cfg: DictConfig) -> Run:
     ckpt_path = resolve_resume(cfg.get("resume"), run_dir)
     resume_kimg = None
     if ckpt_path is not None:
-        resume_kimg = _check_resume(ckpt_path, float(cfg.kimg), module)
+        resume_kimg = _check_resume(ckpt_path, float(cfg.kimg), module,
+                                    unfinished=_final_evaluation_missing(run_dir, metrics))
     elif cfg.get("init"):
         # A resumed run continues from its own checkpoint; init only seeds a fresh start.
         init_from_pretrained(str(cfg.init), module)
     continue_history(run_dir, resume_kimg, loggers)
+    finish_only = resume_kimg is not None and resume_kimg * 1000 >= float(cfg.kimg) * 1000
+    if finish_only:
+        drop_final_rows(run_dir, resume_kimg)
+        trainer.callbacks.append(FinishOnly(resume_kimg))
     # Last, once the config is known good: W&B starts its run on the first call.
     info = run_info(cfg, plain)
     for logger in loggers:
         logger.log_hyperparams(info)
-    return Run(cfg, run_dir, trainer, module, datamodule, metrics, ckpt_path)
+    return Run(cfg, run_dir, trainer, module, datamodule, metrics, ckpt_path, finish_only)
 
 
 # What build_run passes to each top-level target besides the node's own keys.
@@ -355,19 +364,84 @@ def continue_history(run_dir: Path, resume_kimg: float | None, loggers: list[Any
             logger.resume_run(run_id)
 
 
-def _check_resume(ckpt_path: str, kimg: float, module: L.LightningModule | None = None) -> float:
-    """Check that ``ckpt_path`` can continue this run; returns the kimg it holds."""
+class FinishOnly(L.Callback):
+    """Ends a resumed run before its first step: the checkpoint is at the run's last kimg, and
+    only the end of training (final evaluation, summary, last pictures) is missing.
+
+    Args:
+        kimg: the checkpoint's kimg.
+    """
+
+    def __init__(self, kimg: float) -> None:
+        self.kimg = kimg
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            print(f"[dgan] resume: the run reached its last kimg ({self.kimg:g}) but has no "
+                  "final evaluation; running it (no training step)", flush=True)
+        trainer.should_stop = True
+
+
+def _final_evaluation_missing(run_dir: Path, metrics: MetricsCallback | None) -> bool:
+    """Whether the run's end-of-training evaluation is not recorded: it has metrics, and
+    ``metrics_summary.json`` is missing or holds no final values (a run killed between its last
+    checkpoint and its final evaluation)."""
+    from dgan.callbacks.metrics import SUMMARY_FILE
+
+    if metrics is None or not metrics.metrics:
+        return False
     try:
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated or foreign file: say which one
-        raise ConfigError(f"resume={ckpt_path}: cannot read the checkpoint ({err})") from err
-    dgan_state = state.get("dgan") if isinstance(state, dict) else None
-    if dgan_state is None:
-        raise ConfigError(f"resume={ckpt_path}: not a dgan checkpoint (no 'dgan' section)")
+        summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    except (OSError, ValueError):
+        return True
+    return not isinstance(summary, dict) or not summary.get("final")
+
+
+def drop_final_rows(run_dir: Path, kimg: float) -> None:
+    """Drop ``metrics.jsonl`` rows at ``kimg`` (the run's last), which only the final evaluation
+    writes: a kill after the row but before the summary would otherwise leave it twice."""
+    from dgan.files.run_files import METRICS_FILE
+
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = []
+    for line in lines:
+        try:
+            row_kimg = float(json.loads(line).get("kimg"))
+        except (ValueError, TypeError, AttributeError):
+            kept.append(line)
+            continue
+        if row_kimg < kimg - 5e-4:  # rows hold kimg to 3 decimals
+            kept.append(line)
+    if len(kept) != len(lines):
+        from dgan.files.atomic import atomic_write_bytes
+
+        atomic_write_bytes(path, "".join(kept).encode())
+
+
+def _check_resume(ckpt_path: str, kimg: float, module: L.LightningModule | None = None,
+                  unfinished: bool = False) -> float:
+    """Check that ``ckpt_path`` can continue this run; returns the kimg it holds.
+
+    Args:
+        ckpt_path: the checkpoint.
+        kimg: the run's length.
+        module: the module this config builds (its weights must fit the checkpoint's).
+        unfinished: the run's final evaluation is not recorded: a checkpoint at the last kimg
+            is taken (the run is finished, not trained further) instead of refused.
+    """
+    from dgan.files.checkpoints import read_checkpoint
+
+    # One reader for every checkpoint argument: a truncated, empty or foreign file is named
+    # in one line, and nothing in it runs (weights_only).
+    state = read_checkpoint(ckpt_path, "resume")
+    dgan_state = state["dgan"]
     # A checkpoint of another model first: "raise kimg" would not help there.
     if module is not None:
         _check_state_matches(ckpt_path, state.get("state_dict") or {}, module)
-    if dgan_state["cur_nimg"] >= kimg * 1000:
+    if dgan_state["cur_nimg"] >= kimg * 1000 and not unfinished:
         raise ConfigError(
             f"resume={ckpt_path}: the run already reached kimg={dgan_state['cur_nimg'] / 1000:g} "
             f"of kimg={kimg:g}; raise kimg to train longer"
