@@ -6,8 +6,10 @@ but its ``dgan.train`` commands are still composed, so a renamed key or group fa
 ``text`` blocks show output and ``python`` blocks code. In a ``bash`` block:
 
 - ``python -m dgan.train`` (or ``dgan-train``) runs in this process with ``debug=default``
-  appended (any ``kimg=`` dropped; a multirun runs its first job; a DDP run is built, not fit;
-  ``--cfg`` only composes; ``--help`` prints the page);
+  appended (any ``kimg=`` dropped; a multirun runs its first job): the first command of each
+  experiment trains, later ones are built (every key checked) unless they resume, initialise or
+  log elsewhere; a DDP run is built, not fit; ``--cfg`` only composes; ``--help`` prints the
+  page;
 - the other ``python -m dgan.*`` commands run in this process through their ``main``, with the
   sample counts of metric names cut to 200;
 - ``make TARGET`` is checked with ``make -n``; anything else runs in a shell.
@@ -46,6 +48,10 @@ SCRIPTS = {"dgan-train": "dgan.train", "dgan-generate": "dgan.generate",
 GROUP_ROW = re.compile(r"^\| `([\w/]+)` \| (.*?) \| .* \|$", re.M)
 SMALL_COUNT = "200"
 HYDRA_BUILTIN_CHOICES = {"hydra/launcher": {"basic"}}
+# Commands with these keys always train (they continue or start from a run, or log elsewhere);
+# others train once per experiment and are otherwise built. DDP commands are built only.
+RUN_KEYS = ("resume=", "init=", "logger=", "hparams_search=")
+_FITTED: set[str] = set()
 
 
 def blocks() -> list[tuple[str, str, str]]:
@@ -202,10 +208,14 @@ def _run_train(args: list[str], cwd: Path, monkeypatch, capsys) -> None:
         overrides.append("metrics=toy")  # Optuna needs a headline metric; debug has none
     monkeypatch.chdir(cwd)
     cfg = compose_train(overrides, run_dir)
-    if any(a.startswith("trainer=ddp") for a in overrides):
+    experiment = next((a for a in overrides if a.startswith("experiment=")), "experiment=")
+    fit = not any(a.startswith("trainer=ddp") for a in overrides) and (
+        experiment not in _FITTED or any(a.startswith(RUN_KEYS) for a in overrides))
+    if not fit:  # built (every key checked) but not trained: one run per experiment is enough
         apply_debug(cfg)
-        build_run(cfg)  # a second process is not started in this test
+        build_run(cfg)
         return
+    _FITTED.add(experiment)
     train(cfg)
     assert "[dgan] finished at kimg" in capsys.readouterr().out
 
