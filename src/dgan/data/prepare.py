@@ -486,8 +486,9 @@ def _check_dest_folder(dest: Path) -> None:
     try:
         check_creatable_dir(dest.parent, "--dest")
     except ConfigError as err:
-        raise PrepareError(str(err).replace(f"--dest={dest.parent}", f"--dest={dest}", 1)) \
-            from None
+        reason = str(err).partition(": ")[2].partition(";")[0]
+        raise PrepareError(f"--dest={dest}: cannot write in '{dest.parent}' ({reason}); choose a "
+                           "writable folder") from None
 
 
 def _create_temp(dest: Path) -> Path:
