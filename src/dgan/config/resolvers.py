@@ -66,9 +66,27 @@ def experiment_name(*, _root_: Any) -> object:
     return HydraConfig.get().runtime.choices.get("experiment")
 
 
+def ada_kimg(default: float, *, _root_: Any) -> float:
+    """The adaptive rate of a run: ``ada_share * kimg``, or ``default`` when ada_share is null.
+
+    The reference moves p by at most batch * interval / (ada_kimg * 1000) per update, with
+    ada_kimg 100 for runs of 25,000+ kimg. A CPU-sized run of a few dozen kimg would hardly move
+    p at that rate, so its experiments set the top-level ``ada_share`` (0.1: p can cross [0, 1]
+    in a tenth of the run, whatever ``kimg=``); the configs of the diffusion and of ADA read it
+    here (``ada_kimg: ${dgan.ada_kimg:100}``).
+
+    Args:
+        default: the paper's ada_kimg, used when ``ada_share`` is null.
+    """
+    share = OmegaConf.select(_root_, "ada_share", default=None)
+    if share is None:
+        return float(default)
+    return float(share) * float(OmegaConf.select(_root_, "kimg"))
+
+
 def register() -> None:
     for name, fn in (("dgan.auto_preset", auto_preset), ("dgan.sweep_group", sweep_group),
-                     ("dgan.experiment_name", experiment_name),
+                     ("dgan.experiment_name", experiment_name), ("dgan.ada_kimg", ada_kimg),
                      ("dgan.slurm_gpus_per_node", slurm_gpus_per_node),
                      ("dgan.metrics.direction", metric_direction)):
         if not OmegaConf.has_resolver(name):

@@ -398,6 +398,7 @@ BY_KEY: dict[str, Rule] = {
     "seed": SEED,
     "resume": Text(null=True),
     "init": Text(null=True),
+    "ada_share": Num(0, 1, low_open=True, null=True),
     "run_name": Text(),
     "paths.output_dir": PATH,
     "paths.cache_dir": PATH,
