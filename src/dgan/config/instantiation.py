@@ -47,7 +47,13 @@ def build(node: Any, key: str, **kwargs: Any) -> Any:
         key: where the node sits in the run config (``model``, ``callbacks.samples``).
         **kwargs: arguments the caller passes besides the node's own (not type-checked).
     """
-    if isinstance(node, DictConfig) and "_target_" in node:
+    if isinstance(node, DictConfig) and "_target_" not in node:
+        # An overlay's keys under a group the command line set to none (an experiment's
+        # diffusion.X with diffusion=none) leave a node that would reach training as a dict.
+        raise ConfigError(f"{key} has {', '.join(map(str, node))} but no _target_: nothing "
+                          f"builds it (is {key}=none with an experiment that sets {key}.*?); "
+                          f"choose a {key} config or drop those keys")
+    if isinstance(node, DictConfig):
         check_node(node, key, given=kwargs)
     try:
         return instantiate(node, **kwargs)
