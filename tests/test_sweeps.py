@@ -169,6 +169,44 @@ def test_group_by_reports_mean_std_and_n_over_seeds(tmp_path: Path, capsys) -> N
     assert err.count("\n") == 1 and "diffusion, seed" in err
 
 
+def test_curves_give_the_metric_against_kimg_and_training_time(tmp_path: Path, capsys) -> None:
+    sweep = tmp_path / "sweep"
+    # Two seeds per recipe; the second "old" seed stopped after its first evaluation.
+    runs = {("new", 0): [(5, 60.0, 50.0), (10, 120.0, 20.0)],
+            ("new", 1): [(5, 70.0, 40.0), (10, 130.0, 10.0)],
+            ("old", 0): [(5, 100.0, 90.0), (10, 200.0, 80.0)],
+            ("old", 1): [(5, 110.0, 70.0)]}
+    for num, ((recipe, seed), points) in enumerate(runs.items()):
+        evals = [{"kimg": k, "fid": fid, "train_seconds": sec} for k, sec, fid in points]
+        _fake_job(sweep, num, [f"experiment={recipe}", f"seed={seed}"], evals)
+    assert report_main([str(sweep), "--group-by", "experiment", "--curves"]) == 0
+    assert "curves (4 points)" in capsys.readouterr().out
+    rows = list(csv.DictReader((sweep / "sweep_curves.csv").open()))
+    by = {(r["group"], int(r["evaluation"])): r for r in rows}
+    assert float(by[("experiment=new", 1)]["value_mean"]) == 15.0
+    assert float(by[("experiment=new", 1)]["seconds_mean"]) == 125.0
+    assert float(by[("experiment=new", 0)]["value_std"]) == pytest.approx(50**0.5)
+    assert by[("experiment=old", 1)]["n"] == "1" and by[("experiment=old", 1)]["value_std"] == ""
+    assert float(by[("experiment=old", 0)]["kimg_mean"]) == 5.0
+    assert (sweep / "sweep_curves.png").read_bytes().startswith(b"\x89PNG")
+    # train_seconds is when a record was taken, not a metric of the group table.
+    groups = list(csv.DictReader((sweep / "sweep_groups.csv").open()))
+    assert not any("train_seconds" in column for column in groups[0])
+
+
+def test_train_seconds_leave_out_the_evaluations(tmp_path: Path) -> None:
+    from dgan.callbacks.metrics import MetricsCallback
+
+    callback = MetricsCallback(metrics=[], run_dir=tmp_path)
+    callback.load_state_dict({"next_kimg": 0.0, "best": None, "train_seconds": 30.0})
+    callback.on_train_start(None, None)
+    callback._evaluating = 1e6  # an evaluation longer than the training: clamped out below
+    assert callback.train_seconds() < 30.0
+    callback._evaluating = 0.0
+    assert 30.0 <= callback.train_seconds() < 60.0
+    assert callback.state_dict()["train_seconds"] >= 30.0
+
+
 def test_report_refuses_a_directory_without_jobs(tmp_path: Path, capsys) -> None:
     (tmp_path / "empty" / "0").mkdir(parents=True)
     assert report_main([str(tmp_path / "empty")]) == 2

@@ -20,6 +20,10 @@ Flags:
                         every metric, as DIR/sweep_groups.csv, sweep_groups.md (a Markdown
                         table) and sweep_groups.png (error bars: one standard deviation).
     --metrics M1,M2     the metrics to aggregate (default: every metric of the final records).
+    --curves            time to quality: the metric of each group (--group-by; all jobs as one
+                        group without it) against kimg and against training wall time
+                        (``train_seconds`` of metrics.jsonl), mean and one standard deviation at
+                        each evaluation, as DIR/sweep_curves.csv and sweep_curves.png.
 
 Every flag may also be written ``key=value`` (``group_by=diffusion``), as the other commands
 take them.
@@ -41,7 +45,7 @@ from typing import Any
 import yaml
 
 from dgan.config.cli_args import dashed
-from dgan.files.run_files import read_metrics
+from dgan.files.run_files import TRAIN_SECONDS, WHEN_KEYS, read_metrics
 from dgan.metrics.direction import higher_is_better
 
 CSV_NAME = "sweep_report.csv"
@@ -58,6 +62,10 @@ STAT_COLUMNS = ("metric", "final", "final_kimg", "best", "best_kimg", "evaluatio
 GROUPS_CSV = "sweep_groups.csv"
 GROUPS_MD = "sweep_groups.md"
 GROUPS_PNG = "sweep_groups.png"
+CURVES_CSV = "sweep_curves.csv"
+CURVES_PNG = "sweep_curves.png"
+CURVE_COLUMNS = ("group", "evaluation", "n", "kimg_mean", "seconds_mean", "seconds_std",
+                 "value_mean", "value_std")
 # Significant digits of the Markdown table.
 MD_DIGITS = 4
 
@@ -86,7 +94,7 @@ class Job:
         """The first metric this job logged (what ``dgan.train`` returns)."""
         for record in self.records:
             for key in record:
-                if key != "kimg":
+                if key not in WHEN_KEYS:
                     return key
         return None
 
@@ -260,7 +268,7 @@ def logged_metrics(jobs: Sequence[Job]) -> list[str]:
     names: list[str] = []
     for job in jobs:
         for record in job.records:
-            names += [k for k in record if k != "kimg" and k not in names]
+            names += [k for k in record if k not in WHEN_KEYS and k not in names]
     return names
 
 
@@ -287,7 +295,7 @@ def final_metrics(jobs: Sequence[Job]) -> list[str]:
     names: list[str] = []
     for job in jobs:
         for record in job.records[-1:]:
-            names += [k for k in record if k != "kimg" and k not in names]
+            names += [k for k in record if k not in WHEN_KEYS and k not in names]
     return names
 
 
@@ -388,6 +396,99 @@ def report_groups(sweep_dir: Path, group_keys: Sequence[str],
     return paths, rows
 
 
+def _mean_std(values: Sequence[float]) -> tuple[float, float | str]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else ""
+
+
+def curve_table(jobs: Sequence[Job], group_keys: Sequence[str], metric: str
+                ) -> list[dict[str, Any]]:
+    """Mean and std of ``metric``, kimg and train_seconds at each evaluation of each group.
+
+    The jobs of a group share their evaluation cadence, so the i-th records line up; a job
+    with fewer records (failed, still running) leaves the later points with a smaller n.
+    """
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        label = ", ".join(f"{k}={job.overrides.get(k)}" for k in group_keys) or "all jobs"
+        groups.setdefault(label, []).append(job)
+    rows = []
+    for label, members in groups.items():
+        series = [[r for r in job.records if metric in r] for job in members]
+        for i in range(max((len(s) for s in series), default=0)):
+            points = [s[i] for s in series if len(s) > i]
+            seconds = [float(p[TRAIN_SECONDS]) for p in points if TRAIN_SECONDS in p]
+            value_mean, value_std = _mean_std([float(p[metric]) for p in points])
+            seconds_mean, seconds_std = _mean_std(seconds) if seconds else ("", "")
+            rows.append({"group": label, "evaluation": i, "n": len(points),
+                         "kimg_mean": statistics.fmean(float(p["kimg"]) for p in points),
+                         "seconds_mean": seconds_mean, "seconds_std": seconds_std,
+                         "value_mean": value_mean, "value_std": value_std})
+    return rows
+
+
+def write_curves(rows: Sequence[dict[str, Any]], metric: str, csv_path: Path,
+                 png_path: Path) -> None:
+    """The curves as CSV and as two panels (against kimg, against training minutes)."""
+    with csv_path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=CURVE_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, squeeze=False,
+                             figsize=(PANEL_INCHES[0] * 2, PANEL_INCHES[1]))
+    for label in dict.fromkeys(row["group"] for row in rows):
+        mine = [row for row in rows if row["group"] == label]
+        mean = [row["value_mean"] for row in mine]
+        std = [row["value_std"] or 0.0 for row in mine]
+        low = [m - s for m, s in zip(mean, std, strict=True)]
+        high = [m + s for m, s in zip(mean, std, strict=True)]
+        n = max(row["n"] for row in mine)
+        for ax, xs in ((axes[0][0], [row["kimg_mean"] for row in mine]),
+                       (axes[0][1], [row["seconds_mean"] for row in mine])):
+            if any(x == "" for x in xs):
+                continue  # records written before train_seconds existed: kimg axis only
+            xs = [x / 60 for x in xs] if ax is axes[0][1] else xs
+            ax.plot(xs, mean, marker=".", label=f"{label} (n={n})")
+            ax.fill_between(xs, low, high, alpha=0.2)
+    for ax, xlabel in zip(axes[0], ("kimg", "training minutes"), strict=True):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(metric)
+        if all(row["value_mean"] > 0 for row in rows):
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].legend(fontsize=7)
+    axes[0][0].set_title(f"{metric}: mean ± std over seeds", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+
+
+def report_curves(sweep_dir: Path, group_keys: Sequence[str], metric: str | None = None
+                  ) -> tuple[list[Path], list[dict[str, Any]]]:
+    """Write the time-to-quality CSV and PNG of a multirun; return their paths and rows.
+
+    Args:
+        sweep_dir: the multirun directory.
+        group_keys: the override keys that define a group (none: one group of every job).
+        metric: the metric (None: the headline of the first job that logged one).
+    """
+    jobs = find_jobs(sweep_dir)
+    if metric is None:
+        metric = next((name for name in (job.headline() for job in jobs) if name), None)
+        if metric is None:
+            raise ReportError(f"{sweep_dir}: no job has metrics.jsonl records yet")
+    check_metric_names([metric], jobs, sweep_dir, "--metric")
+    rows = curve_table(jobs, group_keys, metric)
+    paths = [sweep_dir / CURVES_CSV, sweep_dir / CURVES_PNG]
+    write_curves(rows, metric, *paths)
+    return paths, rows
+
+
 def report(sweep_dir: Path, metric: str | None = None, keys: Sequence[str] | None = None,
            direction: str = "auto", csv_path: Path | None = None,
            png_path: Path | None = None) -> tuple[Path, Path, list[dict[str, Any]]]:
@@ -440,6 +541,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--group-by", default=None,
                         help="comma-separated keys: mean, std and n of the jobs sharing their "
                              f"values (DIR/{GROUPS_CSV}, {GROUPS_MD}, {GROUPS_PNG})")
+    parser.add_argument("--curves", action="store_true",
+                        help="the metric against kimg and training time, per --group-by group "
+                             f"(DIR/{CURVES_CSV}, {CURVES_PNG})")
     parser.add_argument("--metrics", default=None,
                         help="comma-separated metrics to aggregate with --group-by "
                              "(default: every metric of the final records)")
@@ -460,6 +564,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if group_keys:
             paths, groups = report_groups(args.dir, group_keys, _split(args.metrics))
             print(f"{len(groups)} group(s): {', '.join(str(p) for p in paths)}")
+        if args.curves:
+            paths, points = report_curves(args.dir, group_keys or [], args.metric)
+            print(f"curves ({len(points)} points): {', '.join(str(p) for p in paths)}")
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,11 @@ class MetricsCallback(L.Callback):
     """Evaluates ``pl_module.G_ema`` every ``every_kimg`` and at the end of training.
 
     Each evaluation is logged (with ``kimg``) and appended to ``metrics.jsonl`` in the run
-    directory. The *headline* metric (the first of ``metrics``) is tracked: its best value and
-    the kimg where it occurred are kept, and the best checkpoint is saved when asked.
+    directory, with ``train_seconds``: the wall time spent training so far, over every resumed
+    part of the run and without the evaluations themselves, so that runs evaluated at other
+    cadences compare on one time axis. The *headline* metric (the first of ``metrics``) is
+    tracked: its best value and the kimg where it occurred are kept, and the best checkpoint is
+    saved when asked.
 
     Args:
         metrics: metric names (see ``dgan.metrics.available_metrics``).
@@ -77,6 +81,11 @@ class MetricsCallback(L.Callback):
         self.final: dict[str, float] | None = None
         self.final_kimg: float | None = None
         self._headline_declared = False
+        # Training wall time: seconds of earlier parts of the run (from the checkpoint), the
+        # start of this part, and the evaluations of this part (subtracted).
+        self._seconds_before = 0.0
+        self._started: float | None = None
+        self._evaluating = 0.0
 
     @property
     def headline(self) -> str | None:
@@ -87,6 +96,16 @@ class MetricsCallback(L.Callback):
 
     def _better(self, key: str, new: float, old: float) -> bool:
         return new > old if higher_is_better(key, self.higher_is_better) else new < old
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.monotonic()
+        self._evaluating = 0.0
+
+    def train_seconds(self) -> float:
+        """Wall seconds of training so far, evaluations excluded."""
+        if self._started is None:
+            return self._seconds_before
+        return self._seconds_before + time.monotonic() - self._started - self._evaluating
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -124,6 +143,15 @@ class MetricsCallback(L.Callback):
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
         """Compute every metric on every rank; rank 0 logs and writes."""
+        seconds = self.train_seconds()
+        began = time.monotonic()
+        try:
+            return self._evaluate(trainer, pl_module, seconds)
+        finally:
+            self._evaluating += time.monotonic() - began
+
+    def _evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                  seconds: float) -> dict[str, float]:
         dataset = (self.reference_dataset if self.reference_dataset is not None
                    else trainer.datamodule.dataset)
         opts = MetricOptions(
@@ -159,7 +187,7 @@ class MetricsCallback(L.Callback):
                 declare_headline(trainer, f"metrics/{key}",
                                  higher_is_better(key, self.higher_is_better))
                 self._headline_declared = True
-            append_metrics(self.run_dir, kimg, results)
+            append_metrics(self.run_dir, kimg, results, train_seconds=seconds)
             logged = {f"metrics/{k}": float(v) for k, v in results.items()}
             if self.best:
                 logged.update({f"metrics/best_{k}": float(v) for k, v in self.best.items()})
@@ -169,8 +197,10 @@ class MetricsCallback(L.Callback):
         return results
 
     def state_dict(self) -> dict[str, Any]:
-        return {**self.cadence.state_dict(), "best": self.best}
+        return {**self.cadence.state_dict(), "best": self.best,
+                "train_seconds": self.train_seconds()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.cadence.load_state_dict(state_dict)
         self.best = state_dict["best"]
+        self._seconds_before = float(state_dict.get("train_seconds", 0.0))

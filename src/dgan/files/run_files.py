@@ -10,9 +10,18 @@ from typing import Any
 METRICS_FILE = "metrics.jsonl"
 
 
-def append_metrics(run_dir: str | os.PathLike[str], kimg: float, metrics: dict[str, Any]) -> None:
-    """Append one evaluation (``kimg`` and each metric by name) to ``metrics.jsonl``."""
+# Keys of a metrics.jsonl record that say when it was taken; every other key is a metric.
+TRAIN_SECONDS = "train_seconds"
+WHEN_KEYS = ("kimg", TRAIN_SECONDS)
+
+
+def append_metrics(run_dir: str | os.PathLike[str], kimg: float, metrics: dict[str, Any],
+                   train_seconds: float | None = None) -> None:
+    """Append one evaluation to ``metrics.jsonl``: ``kimg``, each metric by name, and
+    ``train_seconds`` (wall time of training so far, evaluations excluded) when given."""
     record = {"kimg": round(float(kimg), 3), **{k: _plain(v) for k, v in metrics.items()}}
+    if train_seconds is not None:
+        record[TRAIN_SECONDS] = round(float(train_seconds), 1)
     path = Path(run_dir) / METRICS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as f:
