@@ -1,4 +1,5 @@
-"""Image metrics: offline weights, FID/KID/IS/PR behaviour, real-statistics cache, DDP, digits.
+"""Image metrics: offline weights, FID/KID/IS/PR behaviour, real-statistics cache, digits (DDP and
+the equality with the old reduction: test_metric_objects.py).
 
 No pretrained weights exist here, so the tests write randomly initialised Inception-v3 and
 VGG16 weights in the format torch-fidelity loads (a plain ``state_dict`` saved with
@@ -18,8 +19,6 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 from dgan.files import pictures
@@ -349,13 +348,13 @@ def test_fid_zero_on_itself_grows_with_noise_and_reuses_real_stats(
     images = smooth_images(8)
     ds = TinyDataset(to_uint8(images))
     calls = []
-    real_extract = feature_stats.extract_dataset_features
+    real_images = feature_stats.real_uint8
 
     def counting(*args: object, **kwargs: object) -> object:
         calls.append(1)
-        return real_extract(*args, **kwargs)
+        return real_images(*args, **kwargs)
 
-    monkeypatch.setattr(feature_stats, "extract_dataset_features", counting)
+    monkeypatch.setattr(feature_stats, "real_uint8", counting)
     fids = []
     for noise in (0.0, 0.3, 1.0):
         G = LookupGenerator(images, noise=noise)
@@ -401,10 +400,12 @@ def test_xflip_reals_are_included_and_change_the_key(inception_dir: Path, tmp_pa
     )
     paths = set()
     for ds in (plain, flipped):
-        opts = make_opts(LookupGenerator(images), ds, tmp_path, weights_dir=inception_dir)
-        feats = feature_stats.dataset_features_cached(opts, ext, "2048")
-        assert len(feats) == len(ds)
-        paths.add(feature_stats.real_cache_path(opts, ext, "2048", "features-float32", len(ds)))
+        opts = make_opts(LookupGenerator(images), ds, tmp_path, weights_dir=inception_dir,
+                         num_samples=4)
+        kid.kid_full(opts)
+        path = feature_stats.real_cache_path(opts, ext, "2048", "features-float32", len(ds))
+        assert len(torch.load(path)["features"]) == len(ds)
+        paths.add(path)
     assert len(paths) == 2
 
 
@@ -542,74 +543,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-DDP_SAMPLES = 51  # odd: shares of 26 and 25
-DDP_INCEPTION_SAMPLES = 7  # shares of 4 and 3
-
-
-def _ddp_metrics(fingerprint: str, cache_dir: Path, weights_dir: Path, **kwargs) -> dict:
-    """Digits FID/PR, gathered features, Inception FID and IS, on one fixed fake set."""
-    ds, x = _digits_dataset(fingerprint=f"digits-{fingerprint}")
-    G = LookupGenerator(x[:DDP_SAMPLES], noise=0.3)
-    opts = make_opts(G, ds, cache_dir, num_samples=DDP_SAMPLES, **kwargs)
-    results = {}
-    results.update(fid.fid_digits_full(opts))
-    results.update(precision_recall.pr_digits_full(opts))
-    # Gathered features must come back in global index order (KID and IS consume them).
-    extractor = feature_stats.digits_extractor(opts)
-    feats = feature_stats.generator_features(opts, extractor, "features", 51)
-    results["feature_checksum"] = float((feats * torch.arange(1, 52)[:, None]).sum())
-
-    images = smooth_images(DDP_INCEPTION_SAMPLES, seed=4)
-    ds = TinyDataset(to_uint8(images), fingerprint=f"inception-{fingerprint}")
-    opts = make_opts(
-        LookupGenerator(images, noise=0.3),
-        ds,
-        cache_dir,
-        num_samples=DDP_INCEPTION_SAMPLES,
-        weights_dir=weights_dir,
-        batch_size=2,
-        extra={"is_splits": 2},
-        **kwargs,
-    )
-    results.update(fid.fid_full(opts))
-    results.update(inception_score.is_metric(opts))
-    return results
-
-
-def _ddp_worker(
-    rank: int, world: int, port: int, cache_dir: str, weights_dir: str, out_dir: str
-) -> None:
-    import torch_fidelity.feature_extractor_inceptionv3 as inc
-
-    inc.FeatureExtractorInceptionV3.INPUT_IMAGE_SIZE = 75  # as the fixture does in the parent
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        results = _ddp_metrics(
-            "ddp", Path(cache_dir), Path(weights_dir), rank=rank, world_size=world
-        )
-        torch.save(results, Path(out_dir) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def test_ddp_two_ranks_equal_single_process(
-    digits_cache: Path, inception_dir: Path, tmp_path: Path
-) -> None:
-    single = _ddp_metrics("single", digits_cache, inception_dir)
-    assert len(single) == 7
-
-    # The DDP run has its own dataset fingerprints, so its real statistics are computed
-    # distributed (not read from the single-process cache); the classifier is shared.
-    args = (2, _free_port(), str(digits_cache), str(inception_dir), str(tmp_path))
-    mp.spawn(_ddp_worker, args=args, nprocs=2)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
-    assert ranks[0] == ranks[1]
-    for key, value in single.items():
-        assert ranks[0][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
 
 
 def test_world_size_without_process_group_is_an_error(digits_cache: Path) -> None:

@@ -1,8 +1,9 @@
-"""What every image metric shares: fakes and reals as uint8, features on torch-fidelity's
-extractors, DDP sharding and gathering, and the on-disk cache of real statistics.
+"""What every image metric shares: fakes and reals as uint8, the base class of the metrics on
+features (a torchmetrics ``Metric``), the loop that feeds it on every rank, and the on-disk
+cache of real statistics.
 
 The metrics themselves live one family per file (``fid``, ``kid``, ``inception_score``,
-``precision_recall``), on top of this module.
+``precision_recall``, ``ppl``), each a torchmetrics ``Metric``, on top of this module.
 
 Registered names (``N`` is the number of generated images, e.g. ``50k``):
 
@@ -18,9 +19,11 @@ Registered names (``N`` is the number of generated images, e.g. ``50k``):
 Protocol: the generator's [-1, 1] output becomes uint8 (``x * 127.5 + 128``), exactly what a
 real image is, before any extractor sees it. Latent ``i`` (and its label) is drawn from a
 generator seeded with ``(opts.seed, i)``, so the set of fakes is the same whatever the world
-size; each rank generates a contiguous share of the indices and features are gathered in
-index order. Real statistics are computed once per dataset fingerprint, extractor weights,
-layer, resolution and count, and cached on disk (atomically) under ``opts.cache_dir``.
+size; each rank generates a contiguous share of the indices and feeds it to the metric, whose
+states torchmetrics reduces across the ranks (float64 moments summed; feature rows
+concatenated in rank order, which is global index order). Real statistics are computed once
+per dataset fingerprint, extractor weights, layer, resolution and count, and cached on disk
+(atomically) under ``opts.cache_dir``.
 """
 
 from __future__ import annotations
@@ -29,13 +32,15 @@ import contextlib
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 from dgan.files.atomic import atomic_write
 from dgan.files.pictures import to_uint8
@@ -226,11 +231,12 @@ def real_indices(num_real: int, count: int, seed: int = REAL_SUBSET_SEED) -> lis
 
 
 # --------------------------------------------------------------------------------------------
-# Distributed helpers: every rank calls each of these (they run collectives)
+# Distributed: torchmetrics reduces the metric states; every rank calls each of these
 # --------------------------------------------------------------------------------------------
 
 
 def distributed(opts: MetricOptions) -> bool:
+    """Whether the metric runs over several ranks (a process group must be initialised)."""
     if opts.world_size <= 1:
         return False
     if not (dist.is_available() and dist.is_initialized()):
@@ -241,157 +247,178 @@ def distributed(opts: MetricOptions) -> bool:
     return True
 
 
-def _comm_device(opts: MetricOptions) -> torch.device:
-    # NCCL moves CUDA tensors only; gloo (CPU tests, CPU clusters) moves CPU tensors.
-    return torch.device(opts.device) if dist.get_backend() == "nccl" else torch.device("cpu")
+def metric_device(opts: MetricOptions) -> torch.device:
+    """Where a metric keeps its states: ``opts.device``, but the CPU when gloo reduces them
+    (NCCL moves CUDA tensors only; gloo, on CPU tests and CPU clusters, CPU tensors)."""
+    if distributed(opts) and dist.get_backend() != "nccl":
+        return torch.device("cpu")
+    return torch.device(opts.device)
 
 
-def _gather_rows(local: torch.Tensor, total: int, opts: MetricOptions) -> torch.Tensor:
-    """Concatenate every rank's share of rows, in global index order, on every rank (CPU)."""
-    if not distributed(opts):
-        return local.cpu()
-    sizes = [len(shard(total, r, opts.world_size)) for r in range(opts.world_size)]
-    device = _comm_device(opts)
-    # all_gather needs equal shapes: shares differ by at most one row, so pad.
-    padded = torch.zeros((max(sizes), *local.shape[1:]), dtype=local.dtype, device=device)
-    padded[: len(local)] = local.to(device)
-    parts = [torch.empty_like(padded) for _ in sizes]
-    dist.all_gather(parts, padded)
-    return torch.cat([part[:size].cpu() for part, size in zip(parts, sizes, strict=True)])
+class EveryRank(Metric):
+    """True when a flag is true on every rank (torchmetrics' ``min`` reduction): lets all ranks
+    take the same branch, e.g. read the real-statistics cache only if every rank sees it."""
+
+    full_state_update = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("flag", torch.tensor(1.0), dist_reduce_fx="min")
+
+    def update(self, flag: bool) -> None:
+        self.flag = torch.minimum(self.flag, torch.tensor(float(flag), device=self.flag.device))
+
+    def compute(self) -> bool:
+        return bool(self.flag >= 1)
 
 
-def _all_ranks_agree(flag: bool, opts: MetricOptions) -> bool:
-    """True only if ``flag`` is true on every rank (so all ranks take the same branch)."""
+def every_rank(flag: bool, opts: MetricOptions) -> bool:
+    """``flag`` and-ed over the ranks (a collective when distributed)."""
     if not distributed(opts):
         return flag
-    value = torch.tensor([int(flag)], device=_comm_device(opts))
-    dist.all_reduce(value, op=dist.ReduceOp.MIN)
-    return bool(value.item())
+    vote = EveryRank(sync_on_compute=True).to(metric_device(opts))
+    vote.update(flag)
+    return vote.compute()
 
 
 # --------------------------------------------------------------------------------------------
-# Feature extraction
+# Metrics on features: the base class and the loop that feeds it
 # --------------------------------------------------------------------------------------------
 
 
-class FeatureMoments:
-    """Running float64 sum and raw second moment: FID statistics without keeping features."""
+class FeatureMetric(Metric):
+    """A torchmetrics ``Metric`` on one output of a feature extractor.
 
-    def __init__(self) -> None:
-        self.count = 0
-        self.sum: torch.Tensor | None = None
-        self.outer: torch.Tensor | None = None
+    ``update(images, real)`` takes uint8 images [N, C, H, W] (reals or fakes), extracts their
+    features and adds them to the states; torchmetrics reduces the states over the ranks in
+    ``compute`` (sums for moments, concatenation in rank order for feature rows). Subclasses
+    declare the states (:meth:`add`) and the formula (``compute``).
 
-    def add(self, features: torch.Tensor) -> None:
-        """Accumulate a batch [N, D]."""
-        f = features.double()
-        if self.sum is None:
-            self.sum = torch.zeros(f.shape[1], dtype=torch.float64, device=f.device)
-            self.outer = torch.zeros(f.shape[1], f.shape[1], dtype=torch.float64, device=f.device)
-        self.count += len(f)
-        self.sum += f.sum(dim=0)
-        self.outer += f.T @ f
+    Real statistics may come from the on-disk cache instead (:meth:`load_real`); a ``compute``
+    over reals fed through ``update`` leaves their reduced statistics in ``real_payload``, the
+    payload of the cache file.
 
-    def all_reduce(self, opts: MetricOptions) -> None:
-        """Sum the moments of all ranks (a collective)."""
-        if not distributed(opts):
-            return
-        device = _comm_device(opts)
-        for name in ("sum", "outer"):
-            value = getattr(self, name).to(device)
-            dist.all_reduce(value)
-            setattr(self, name, value)
-        count = torch.tensor([self.count], dtype=torch.float64, device=device)
-        dist.all_reduce(count)
-        self.count = int(count.item())
+    Args:
+        extractor: the loaded feature extractor (not a state: ``.to()`` leaves it alone).
+        layer: which of its outputs.
+        kwargs: torchmetrics' ``Metric`` options (``sync_on_compute``, ...).
+    """
 
-    def statistics(self) -> Statistics:
-        """``mu`` and (unbiased, like ``np.cov``) ``sigma`` as float64 numpy arrays."""
-        assert self.sum is not None and self.outer is not None and self.count > 1
-        mu = self.sum / self.count
-        sigma = (self.outer - self.count * torch.outer(mu, mu)) / (self.count - 1)
-        return {"mu": mu.cpu().numpy(), "sigma": sigma.cpu().numpy()}
+    full_state_update = False
+    is_differentiable = False
+    # Cache kind of the real statistics ("moments", "features-float32", ...); None: no reals.
+    real_kind: str | None = None
+
+    def __init__(self, extractor: FeatureExtractor, layer: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.extractor = extractor
+        self.layer = layer
+        self.real_cached: dict[str, torch.Tensor] | None = None
+        self.real_payload: dict[str, torch.Tensor] | None = None
+
+    def update(self, images: torch.Tensor, real: bool = False) -> None:
+        """Add the features of a uint8 batch to the real or the fake states."""
+        if images.dtype != torch.uint8:
+            raise TypeError(f"metrics take uint8 images, got {images.dtype}")
+        self.add(self.extractor(images)[self.layer].to(self.device), real)
+
+    def add(self, features: torch.Tensor, real: bool) -> None:
+        """Add a batch of features [N, D] to the states."""
+        raise NotImplementedError
+
+    def load_real(self, payload: dict[str, torch.Tensor]) -> None:
+        """Real statistics read from the cache (used by ``compute`` instead of the states)."""
+        self.real_cached = payload
+
+    def reset(self) -> None:
+        super().reset()
+        self.real_cached = None
+        self.real_payload = None
 
 
-def _extract_share(
-    opts: MetricOptions,
-    extractor: FeatureExtractor,
-    layer: str,
-    images_of: Callable[[Sequence[int]], Iterator[torch.Tensor]],
-    keys: Sequence[int],
-    moments: bool,
-    dtype: torch.dtype,
-) -> Statistics | torch.Tensor:
-    """Features of ``keys`` (split over the ranks), reduced to moments or gathered in order."""
+class RowsMetric(FeatureMetric):
+    """Keeps the feature rows themselves (``dist_reduce_fx="cat"``): KID, IS, precision/recall.
+
+    Args:
+        extractor: feature extractor.
+        layer: which of its outputs.
+        dtype: storage dtype of the rows (float16 for precision/recall, as StyleGAN2-ADA).
+        reals: whether the metric compares with reals (has real states).
+        kwargs: torchmetrics' ``Metric`` options.
+    """
+
+    def __init__(self, extractor: FeatureExtractor, layer: str,
+                 dtype: torch.dtype = torch.float32, reals: bool = True, **kwargs: Any) -> None:
+        super().__init__(extractor, layer, **kwargs)
+        self.rows_dtype = dtype
+        self.real_kind = f"features-{str(dtype).removeprefix('torch.')}" if reals else None
+        self.add_state("fake_features", [], dist_reduce_fx="cat")
+        if reals:
+            self.add_state("real_features", [], dist_reduce_fx="cat")
+
+    def add(self, features: torch.Tensor, real: bool) -> None:
+        rows = features.to(dtype=self.rows_dtype)
+        (self.real_features if real else self.fake_features).append(rows)
+
+    def fake_rows(self) -> torch.Tensor:
+        """Every rank's fakes, in global index order (inside ``compute``: reduced)."""
+        return dim_zero_cat(self.fake_features)
+
+    def real_rows(self) -> torch.Tensor:
+        """The reals: from the cache, or the reduced states (then kept in ``real_payload``)."""
+        if self.real_cached is not None:
+            return self.real_cached["features"]
+        rows = dim_zero_cat(self.real_features).cpu()
+        self.real_payload = {"features": rows}
+        return rows
+
+
+def _feed(metric: FeatureMetric, opts: MetricOptions, keys: Sequence[int], real: bool) -> None:
+    """``update`` with this rank's contiguous share of ``keys`` (fake or real indices)."""
     total = len(keys)
     if total < max(opts.world_size, 2):
         raise ValueError(f"need at least {max(opts.world_size, 2)} samples, got {total}")
-    mine = shard(total, opts.rank, opts.world_size)
-    my_keys = [keys[i] for i in mine]
-    if moments:
-        acc = FeatureMoments()
-        for images in images_of(my_keys):
-            acc.add(extractor(images)[layer])
-        acc.all_reduce(opts)
-        return acc.statistics()
-    # Kept on the CPU as they come: 50k x 4096 features fit, 50k images would not matter.
-    parts = [extractor(images)[layer].to("cpu", dtype) for images in images_of(my_keys)]
-    return _gather_rows(torch.cat(parts), total, opts)
+    mine = [keys[i] for i in shard(total, opts.rank, opts.world_size)]
+    batches = real_uint8(opts, mine) if real else generate_uint8(opts, mine)
+    for images in batches:
+        metric.update(images, real=real)
 
 
-def generator_features(
-    opts: MetricOptions,
-    extractor: FeatureExtractor,
-    layer: str,
-    num: int,
-    *,
-    moments: bool = False,
-    dtype: torch.dtype = torch.float32,
-) -> Statistics | torch.Tensor:
-    """Features of fakes ``0..num-1`` on every rank: FID moments or all rows in index order.
+def evaluate_feature_metric(metric: FeatureMetric, opts: MetricOptions, num_fake: int,
+                            num_real: int | None = None) -> Any:
+    """Feed ``metric`` this rank's share of fakes ``0..num_fake-1`` and of the reals (or their
+    cached statistics), and compute it over every rank (every rank calls this).
+
+    Real statistics are read from the disk cache when every rank sees the file, else fed
+    through the metric and written to the cache by rank 0 once computed.
 
     Args:
-        opts: metric options (generator, device, seed, ranks).
-        extractor: feature extractor.
-        layer: which of its outputs.
-        num: number of fakes (over all ranks).
-        moments: return ``{"mu", "sigma"}`` instead of the features.
-        dtype: storage dtype of gathered features.
+        metric: the metric (moved to :func:`metric_device` here).
+        opts: metric options.
+        num_fake: number of fakes over all ranks.
+        num_real: number of reals (a fixed random subset); None: all (x-flips included).
     """
-    return _extract_share(
-        opts,
-        extractor,
-        layer,
-        lambda keys: generate_uint8(opts, keys),
-        list(range(num)),
-        moments,
-        dtype,
-    )
-
-
-def extract_dataset_features(
-    opts: MetricOptions,
-    extractor: FeatureExtractor,
-    layer: str,
-    indices: Sequence[int],
-    *,
-    moments: bool = False,
-    dtype: torch.dtype = torch.float32,
-) -> Statistics | torch.Tensor:
-    """Features of the reals at ``indices`` (no cache; see :func:`dataset_features_cached`).
-
-    Args:
-        opts: metric options (dataset, device, ranks).
-        extractor: feature extractor.
-        layer: which of its outputs.
-        indices: dataset indices to use.
-        moments: return ``{"mu", "sigma"}`` instead of the features.
-        dtype: storage dtype of gathered features.
-    """
-    return _extract_share(
-        opts, extractor, layer, lambda keys: real_uint8(opts, keys), indices, moments, dtype
-    )
-
+    metric = metric.to(metric_device(opts))
+    path, from_cache = None, False
+    if metric.real_kind is not None:
+        total = len(opts.dataset)
+        count = total if num_real is None else min(num_real, total)
+        path = real_cache_path(opts, metric.extractor, metric.layer, metric.real_kind, count)
+        # Every rank must take the same branch: the states of both are reduced together.
+        from_cache = every_rank(path is not None and path.is_file(), opts)
+        if from_cache:
+            assert path is not None
+            metric.load_real(torch.load(path, map_location="cpu", weights_only=True))
+        else:
+            _feed(metric, opts, real_indices(total, count), real=True)
+    _feed(metric, opts, list(range(num_fake)), real=False)
+    value = metric.compute()
+    payload = metric.real_payload
+    if not from_cache and path is not None and payload is not None and opts.rank == 0:
+        # torch.save straight into the file: no second in-memory copy of large features.
+        atomic_write(path, lambda f: torch.save(payload, f))
+    metric.reset()
+    return value
 
 # --------------------------------------------------------------------------------------------
 # Real-statistics cache
@@ -432,49 +459,6 @@ def real_cache_path(
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(getattr(ds, "name", "dataset")))
     return cache_root(opts) / "real_stats" / f"{name}-{extractor.name}-{kind}{count}-{digest}.pt"
-
-
-def dataset_features_cached(
-    opts: MetricOptions,
-    extractor: FeatureExtractor,
-    layer: str,
-    count: int | None = None,
-    *,
-    moments: bool = False,
-    dtype: torch.dtype = torch.float32,
-) -> Statistics | torch.Tensor:
-    """Real statistics/features, from the disk cache or computed once and cached.
-
-    Args:
-        opts: metric options.
-        extractor: feature extractor.
-        layer: which of its outputs.
-        count: number of reals (a fixed random subset); default: all (x-flips included).
-        moments: FID ``{"mu", "sigma"}`` instead of the features.
-        dtype: storage dtype of the features.
-    """
-    num_real = len(opts.dataset)
-    count = num_real if count is None else min(count, num_real)
-    kind = "moments" if moments else f"features-{str(dtype).removeprefix('torch.')}"
-    path = real_cache_path(opts, extractor, layer, kind, count)
-    # Every rank must see the file, or all recompute: the branches run different collectives.
-    if _all_ranks_agree(path is not None and path.is_file(), opts):
-        assert path is not None
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        if moments:
-            return {"mu": payload["mu"].numpy(), "sigma": payload["sigma"].numpy()}
-        return payload["features"]
-    result = extract_dataset_features(
-        opts, extractor, layer, real_indices(num_real, count), moments=moments, dtype=dtype
-    )
-    if path is not None and opts.rank == 0:
-        if isinstance(result, dict):
-            payload = {k: torch.from_numpy(v) for k, v in result.items()}
-        else:
-            payload = {"features": result}
-        # torch.save straight into the file: no second in-memory copy of large features.
-        atomic_write(path, lambda f: torch.save(payload, f))
-    return result
 
 
 # --------------------------------------------------------------------------------------------

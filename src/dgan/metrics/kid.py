@@ -1,16 +1,22 @@
 """KID (Kernel Inception Distance): ``kidNk_full``, N fakes against up to 1M reals, 100 subsets
-of up to 1000, on Inception-v3 pool features."""
+of up to 1000, on Inception-v3 pool features.
+
+:class:`KernelDistance` is the torchmetrics ``Metric``: the feature rows, concatenated over the
+ranks by torchmetrics (``dist_reduce_fx="cat"``, rank order = sample order)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from dgan.metrics.feature_extractors import INCEPTION
+from dgan.metrics.feature_extractors import INCEPTION, FeatureExtractor
 from dgan.metrics.feature_stats import (
     FID_LAYER,
+    RowsMetric,
     count_tag,
-    dataset_features_cached,
-    generator_features,
+    distributed,
+    evaluate_feature_metric,
     num_fakes,
     pretrained_extractor,
 )
@@ -43,11 +49,34 @@ def kernel_distance(fake: torch.Tensor, real: torch.Tensor, seed: int = 0) -> fl
     return float(out[KEY_METRIC_KID_MEAN])
 
 
+class KernelDistance(RowsMetric):
+    """KID as a torchmetrics ``Metric``: ``update(uint8 images, real)``, ``compute() -> float``.
+
+    States: the real and the fake feature rows (float32, ``dist_reduce_fx="cat"``). The formula
+    runs on the CPU, as torch-fidelity's does.
+
+    Args:
+        extractor: feature extractor (torch-fidelity's Inception).
+        layer: which of its outputs (``"2048"``, the pool features).
+        seed: seed of the subset draws.
+        kwargs: torchmetrics' ``Metric`` options.
+    """
+
+    higher_is_better = False
+
+    def __init__(self, extractor: FeatureExtractor, layer: str = FID_LAYER, seed: int = 0,
+                 **kwargs: Any) -> None:
+        super().__init__(extractor, layer, torch.float32, **kwargs)
+        self.seed = seed
+
+    def compute(self) -> float:
+        return kernel_distance(self.fake_rows().cpu(), self.real_rows(), self.seed)
+
+
 @register_metric(r"kid(?P<num>\d+k)_full")
 def kid_full(opts: MetricOptions) -> dict[str, float]:
     """KID of N generated images against up to 1M training images (Inception-v3 pool3)."""
-    extractor = pretrained_extractor(opts, INCEPTION)
-    real = dataset_features_cached(opts, extractor, FID_LAYER, KID_MAX_REAL)
-    fake = generator_features(opts, extractor, FID_LAYER, num_fakes(opts))
-    assert isinstance(real, torch.Tensor) and isinstance(fake, torch.Tensor)
-    return {f"kid{count_tag(num_fakes(opts))}_full": kernel_distance(fake, real, opts.seed)}
+    metric = KernelDistance(pretrained_extractor(opts, INCEPTION), FID_LAYER, opts.seed,
+                            sync_on_compute=distributed(opts))
+    value = evaluate_feature_metric(metric, opts, num_fakes(opts), KID_MAX_REAL)
+    return {f"kid{count_tag(num_fakes(opts))}_full": float(value)}

@@ -2,19 +2,25 @@
 ``prNk_k3_full`` on NVIDIA's VGG16 features (StyleGAN2-ADA's metric, comparable with the papers),
 ``prNk_k3_torchvision_full`` on torch-fidelity's torchvision VGG16 fc2 features, and
 ``pr_digitsN_k3_full`` on the digits classifier's. The older spellings with the count and k run
-together (``pr50k3_full``, ``pr_digits2k3_full``) are still accepted."""
+together (``pr50k3_full``, ``pr_digits2k3_full``) are still accepted.
+
+:class:`PrecisionRecall` is the torchmetrics ``Metric``: the real and fake feature rows
+(float16), concatenated over the ranks by torchmetrics (``dist_reduce_fx="cat"``)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
 from dgan.metrics.feature_extractors import VGG16, VGG16_NVIDIA, FeatureExtractor
 from dgan.metrics.feature_stats import (
     DIGITS_LAYER,
+    RowsMetric,
     count_tag,
-    dataset_features_cached,
     digits_extractor,
-    generator_features,
+    distributed,
+    evaluate_feature_metric,
     num_fakes,
     pretrained_extractor,
 )
@@ -80,16 +86,43 @@ def precision_recall(
     return float(precision), float(recall)
 
 
+class PrecisionRecall(RowsMetric):
+    """Precision/recall as a torchmetrics ``Metric``: ``update(uint8 images, real)``,
+    ``compute() -> (precision, recall)``.
+
+    States: the real and the fake feature rows in float16 (as StyleGAN2-ADA: halves memory and
+    cache, distances barely move), ``dist_reduce_fx="cat"``.
+
+    Args:
+        extractor: feature extractor (NVIDIA's VGG16, torchvision's, or the digits CNN).
+        layer: which of its outputs.
+        neighborhood: k of the k-NN radius.
+        batch_size: rows per distance block (bounds memory).
+        kwargs: torchmetrics' ``Metric`` options.
+    """
+
+    higher_is_better = True
+
+    def __init__(self, extractor: FeatureExtractor, layer: str,
+                 neighborhood: int = PR_NEIGHBORHOOD, batch_size: int = PR_BATCH_SIZE,
+                 **kwargs: Any) -> None:
+        super().__init__(extractor, layer, torch.float16, **kwargs)
+        self.neighborhood = neighborhood
+        self.distance_batch = batch_size
+
+    def compute(self) -> tuple[float, float]:
+        return precision_recall(self.fake_rows(), self.real_rows(), self.neighborhood,
+                                self.distance_batch, self.extractor.device)
+
+
 def precision_recall_of(opts: MetricOptions, extractor: FeatureExtractor, layer: str
                         ) -> tuple[float, float]:
     """Precision and recall of ``opts.G``'s fakes against as many reals, on ``layer``."""
     num = num_fakes(opts)
-    # Features in float16 (as StyleGAN2-ADA): halves memory and cache, distances barely move.
-    real = dataset_features_cached(opts, extractor, layer, num, dtype=torch.float16)
-    fake = generator_features(opts, extractor, layer, num, dtype=torch.float16)
-    assert isinstance(real, torch.Tensor) and isinstance(fake, torch.Tensor)
     batch = int(opts.extra.get("pr_batch_size", PR_BATCH_SIZE))
-    return precision_recall(fake, real, PR_NEIGHBORHOOD, batch, opts.device)
+    metric = PrecisionRecall(extractor, layer, PR_NEIGHBORHOOD, batch,
+                             sync_on_compute=distributed(opts))
+    return evaluate_feature_metric(metric, opts, num, num)
 
 
 def _results(name: str, precision: float, recall: float) -> dict[str, float]:
