@@ -6,10 +6,10 @@ Shared by the metrics callback (best value), the Optuna sweep (direction) and th
 
 from __future__ import annotations
 
-# Distances and divergences: FID, KID, KL (mode_kl), and the share of samples off the data's
-# border (border_fraction). Everything else (precision, recall, IS, modes covered, hq fraction)
-# is better higher.
-LOWER_IS_BETTER_WORDS = ("fid", "kid", "kl", "border")
+# Distances and divergences: FID, KID, KL (mode_kl), perceptual path length (ppl_*), and the
+# share of samples off the data's border (border_fraction). Everything else (precision, recall,
+# IS, modes covered, hq fraction) is better higher.
+LOWER_IS_BETTER_WORDS = ("fid", "kid", "kl", "border", "ppl")
 
 
 def higher_is_better(name: str, override: bool | None = None) -> bool:

@@ -102,7 +102,7 @@ EXTRACTORS: dict[str, ExtractorSpec] = {
         name=VGG16_NVIDIA,
         file_name=Path(NVIDIA_VGG16_URL).name,
         url=NVIDIA_VGG16_URL,
-        description="NVIDIA's VGG16 of StyleGAN2-ADA (precision/recall, prNk3_full)",
+        description="NVIDIA's VGG16 of StyleGAN2-ADA (precision/recall prNk3_full, LPIPS of ppl_*)",
     ),
 }
 
@@ -112,6 +112,8 @@ _METRIC_EXTRACTORS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(fid|kid|is)\d+k?(_full)?"), INCEPTION),
     (re.compile(r"pr\d+k?(_k)?3_full"), VGG16_NVIDIA),
     (re.compile(r"pr\d+k?(_k)?3_torchvision_full"), VGG16),
+    # Perceptual path length: LPIPS on NVIDIA's VGG16.
+    (re.compile(r"ppl2?_[zw](full|end)(\d+k?)?"), VGG16_NVIDIA),
 ]
 
 DEFAULT_DOWNLOAD_TIMEOUT = 20.0

@@ -80,6 +80,7 @@ def _ensure_builtin_metrics_loaded() -> None:
     import dgan.metrics.inception_score  # noqa: F401
     import dgan.metrics.kid  # noqa: F401
     import dgan.metrics.mode_coverage  # noqa: F401
+    import dgan.metrics.ppl  # noqa: F401
     import dgan.metrics.precision_recall  # noqa: F401
 
 
