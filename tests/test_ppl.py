@@ -192,3 +192,22 @@ def test_evaluate_prints_a_finite_ppl(weights_dir: Path, tmp_path: Path,
             if line.startswith("ppl")}
     assert set(rows) == {"ppl_wend100", "ppl2_wend100"}
     assert all(math.isfinite(float(v)) and float(v) > 0 for v in rows.values()), out
+
+
+def test_evaluate_refuses_ppl_without_mapping_network(weights_dir: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from dgan.evaluate import main
+
+    from .test_image_metrics import to_uint8
+
+    folder = tmp_path / "fakes"
+    folder.mkdir()
+    from PIL import Image
+
+    for i, image in enumerate(to_uint8(smooth_images(4, channels=1, resolution=32))):
+        Image.fromarray(image[0].numpy()).save(folder / f"{i}.png")
+    assert main([f"images={folder}", "dataset=digits", "metrics=[ppl_wend]",
+                 f"weights_dir={weights_dir}", f"outdir={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: metrics: ppl_wend needs a StyleGAN2 generator (mapping and synthesis "
+                   "networks); a folder of images has no mapping network"]

@@ -287,6 +287,11 @@ def run(opts: EvaluateOptions, dataset_changes: dict[str, Any] | None = None) ->
         G = _fakes_from_images(opts.images, reals)
         source = {"images": str(opts.images), "num_images": len(G)}
     _check_counts(counts, G, str(opts.images))
+    for name in counts:
+        if name.startswith(("ppl_", "ppl2_")) and not hasattr(G, "mapping"):
+            kind = "a folder of images" if opts.images is not None else type(G).__name__
+            raise ConfigError(f"metrics: {name} needs a StyleGAN2 generator (mapping and "
+                              f"synthesis networks); {kind} has no mapping network")
 
     cache_dir = _first(opts.cache_dir, _run_setting(run_config, "metrics", "cache_dir"),
                        _run_setting(run_config, "paths", "cache_dir"),
