@@ -1,7 +1,7 @@
 """The metrics as torchmetrics ``Metric`` objects keep the numbers of the hand-written reduction
 they replaced (issue 29, item 2): FID, KID, IS, precision and recall, on Inception, NVIDIA's
 VGG16 (a TorchScript stand-in) and the digits CNN, equal within 1e-6 relative on one process and
-on 2 gloo ranks.
+on 2 gloo ranks; mode coverage equal.
 
 The oracle is the old implementation itself, kept here as a small reference: the per-rank
 shares, float64 moments summed with ``all_reduce``, feature rows gathered with a padded
@@ -21,8 +21,16 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch import nn
 
-from dgan.metrics import feature_stats, fid, inception_score, kid, precision_recall
+from dgan.metrics import (
+    feature_stats,
+    fid,
+    inception_score,
+    kid,
+    mode_coverage,
+    precision_recall,
+)
 from dgan.metrics.feature_extractors import INCEPTION, VGG16_NVIDIA, FeatureExtractor
 from dgan.metrics.registry import MetricOptions
 
@@ -220,6 +228,53 @@ def new_values(setups: dict[str, MetricOptions]) -> dict[str, float]:
     return out
 
 
+class _ToyModes:
+    """A 5x5 grid of modes (std 0.05), as the toy datasets describe theirs."""
+
+    name = "grid"
+    std = 0.05
+
+    def __init__(self) -> None:
+        axis = torch.arange(-2, 3, dtype=torch.float32) * 2
+        self.modes = torch.cartesian_prod(axis, axis)
+        self.inner_modes = self.modes.abs().amax(dim=1) < 4
+
+
+class _ToyG(nn.Module):
+    """Points near the grid's modes (a learned offset, so that it is a network)."""
+
+    z_dim = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.offset = nn.Linear(2, 2)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return (z * 1.2).round().clamp(-2, 2) * 2 + 0.02 * self.offset(z)
+
+
+def _old_mode_coverage(opts: MetricOptions) -> dict[str, float]:
+    """The old mode_coverage: every rank draws and maps all the points itself."""
+    gen = torch.Generator().manual_seed(opts.seed)
+    z = torch.randn(opts.num_samples, opts.G.z_dim, generator=gen)
+    with torch.no_grad():
+        points = opts.G(z, torch.zeros(len(z), 0)).float().cpu()
+    ds = opts.dataset
+    return mode_coverage.mode_statistics(points, ds.modes, ds.std, inner=ds.inner_modes)
+
+
+def _toy_opts(**kwargs) -> MetricOptions:
+    return MetricOptions(G=_ToyG(), dataset=_ToyModes(), num_samples=501, seed=2, **kwargs)
+
+
+def test_mode_coverage_object_equals_the_old_code() -> None:
+    opts = _toy_opts()
+    old = _old_mode_coverage(opts)
+    assert old["modes_covered"] > 0
+    assert mode_coverage.mode_coverage(opts) == old
+
+
 def _weights(tmp: Path, inception: Path) -> Path:
     """A weights_dir with the test Inception and a stand-in of NVIDIA's vgg16.pt."""
     weights = tmp / "weights"
@@ -261,6 +316,9 @@ def _worker(rank: int, world: int, port: int, cache: str, weights: str, out: str
         setups = _setups(Path(cache), Path(weights), "ddp", rank=rank, world_size=world)
         results = {"old": old_values(setups), "new": new_values(setups),
                    "cached": new_values(setups)}
+        toy = _toy_opts(rank=rank, world_size=world)
+        results["modes_old"] = _old_mode_coverage(toy)
+        results["modes_new"] = mode_coverage.mode_coverage(toy)
         torch.save(results, Path(out) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -276,6 +334,7 @@ def test_metric_objects_equal_the_old_reduction_on_two_gloo_ranks(
     assert ranks[0] == ranks[1]  # every rank gets the reduced value
     _compare(ranks[0]["old"], ranks[0]["new"])
     _compare(ranks[0]["old"], ranks[0]["cached"])
+    assert ranks[0]["modes_new"] == ranks[0]["modes_old"] == _old_mode_coverage(_toy_opts())
     # And the same fakes on one process: batches differ, so the features move in the last bits.
     single = old_values(_setups(digits_cache, weights, "single"))
     for key, value in single.items():

@@ -11,12 +11,21 @@ ring inward (3.5 on the 25-Gaussian grid, whose data put 16/25 = 0.64 there; wit
 modes, 3 std past the outermost modes), and ``inner_modes_covered``, how many of the modes
 inside the outer ring are covered (9 on the grid; a G spread along the border crosses outer
 modes but never reaches these).
+
+:class:`ModeCoverage` is the torchmetrics ``Metric``: G's points, concatenated over the ranks
+(``dist_reduce_fx="cat"``); the latents are drawn at once from ``opts.seed`` as before, and each
+rank maps its contiguous share of them.
 """
 
 from __future__ import annotations
 
-import torch
+from typing import Any
 
+import torch
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+from dgan.metrics.feature_stats import distributed, metric_device, shard
 from dgan.metrics.registry import MetricOptions, register_metric
 
 HQ_STDS = 3.0  # a sample within 3 std of a mode counts as high quality
@@ -69,13 +78,42 @@ def mode_statistics(samples: torch.Tensor, modes: torch.Tensor, std: float,
             "inner_modes_covered": inner_covered}
 
 
-@torch.no_grad()
-def generate_points(opts: MetricOptions, num: int) -> torch.Tensor:
-    """``num`` samples of ``opts.G`` from latents seeded by ``opts.seed``."""
+class ModeCoverage(Metric):
+    """Mode coverage as a torchmetrics ``Metric``: ``update(points [N, 2])``, ``compute()`` ->
+    the statistics of :func:`mode_statistics` over every rank's points.
+
+    Args:
+        modes: the mode centres [M, 2].
+        std: each mode's standard deviation.
+        inner: bool [M], the modes inside the outer ring (None: none are).
+        min_per_mode: high-quality samples that make a mode covered.
+        kwargs: torchmetrics' ``Metric`` options.
+    """
+
+    full_state_update = False
+    is_differentiable = False
+
+    def __init__(self, modes: torch.Tensor, std: float, inner: torch.Tensor | None = None,
+                 min_per_mode: int = MIN_PER_MODE, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.modes = torch.as_tensor(modes)
+        self.std = float(std)
+        self.inner = inner
+        self.min_per_mode = min_per_mode
+        self.add_state("points", [], dist_reduce_fx="cat")
+
+    def update(self, points: torch.Tensor) -> None:
+        self.points.append(points.float().to(self.device))
+
+    def compute(self) -> dict[str, float]:
+        return mode_statistics(dim_zero_cat(self.points).cpu(), self.modes, self.std,
+                               self.min_per_mode, self.inner)
+
+
+def sample_z(opts: MetricOptions, num: int) -> torch.Tensor:
+    """The ``num`` latents of the metric, all drawn at once from ``opts.seed`` (CPU)."""
     gen = torch.Generator().manual_seed(opts.seed)
-    z = torch.randn(num, opts.G.z_dim, generator=gen).to(opts.device)
-    c = torch.zeros(num, 0, device=opts.device)
-    return opts.G(z, c).float().cpu()
+    return torch.randn(num, opts.G.z_dim, generator=gen)
 
 
 @register_metric(r"mode_coverage(?P<num>\d+k?)?", "modes covered, hq fraction, mode KL")
@@ -88,5 +126,13 @@ def mode_coverage(opts: MetricOptions) -> dict[str, float]:
             f"{getattr(opts.dataset, 'name', type(opts.dataset).__name__)} has none"
         )
     num = opts.num_samples or DEFAULT_NUM_SAMPLES
-    inner = getattr(opts.dataset, "inner_modes", None)
-    return mode_statistics(generate_points(opts, num), modes, opts.dataset.std, inner=inner)
+    if num < opts.world_size:
+        raise ValueError(f"need at least {opts.world_size} samples, got {num}")
+    metric = ModeCoverage(modes, opts.dataset.std, getattr(opts.dataset, "inner_modes", None),
+                          sync_on_compute=distributed(opts)).to(metric_device(opts))
+    mine = shard(num, opts.rank, opts.world_size)
+    z = sample_z(opts, num)[mine.start : mine.stop].to(opts.device)
+    with torch.no_grad():
+        points = opts.G(z, torch.zeros(len(z), 0, device=opts.device))
+    metric.update(points)
+    return metric.compute()
