@@ -6,7 +6,8 @@ JSON file (default ``bench_results/bench-<device>-<time>.json``):
 - training throughput (images/s, sec/kimg) of the full training step of each preset, with the
   diffusion and with ``diffusion=none``, and their ratio (the diffusion overhead);
 - the cost of the diffusion itself (t sampling + q_sample, forward and backward) per step;
-- G_ema generation throughput and metric feature-extraction throughput;
+- G_ema generation throughput and metric throughput (the FID metric object's `update`:
+  feature extraction and moments);
 - peak memory (CUDA max allocated on a GPU, the process's max RSS on CPU).
 
 The networks and the module are built from the real configs (Hydra's compose API on conf/) and
@@ -483,22 +484,34 @@ def measure_generation(module: Any, opts: Options, device: torch.device) -> dict
 
 
 def measure_features(batch: int, opts: Options, device: torch.device) -> dict[str, Any]:
-    """Feature-extraction images/s: the digits CNN, and Inception-v3 if its weights are here."""
-    from dgan.metrics.digits_features import DIGITS_RESOLUTION, DigitsClassifier, DigitsFeatureNet
+    """Metric images/s: a batch through the FID metric object's ``update`` (feature extraction
+    and the float64 moments, what an evaluation spends per image), on the digits CNN, and on
+    Inception-v3 if its weights are here."""
+    from dgan.metrics.digits_features import (
+        DIGITS_EXTRACTOR,
+        DIGITS_RESOLUTION,
+        DigitsClassifier,
+        DigitsFeatureNet,
+    )
     from dgan.metrics.feature_extractors import (
         INCEPTION,
+        FeatureExtractor,
         WeightsUnavailableError,
         build_feature_extractor,
         resolve_weights_path,
     )
+    from dgan.metrics.fid import FrechetDistance
 
     out: dict[str, Any] = {}
     # Speed does not depend on the weights: a fresh network avoids training the classifier.
     net = DigitsFeatureNet(DigitsClassifier()).to(device).eval()
+    digits = FeatureExtractor(name=DIGITS_EXTRACTOR, key="bench", module=net,
+                              layers=("features",), rgb=False)
+    metric = FrechetDistance(digits, "features").to(device)
     images = torch.randint(0, 256, (batch, 1, DIGITS_RESOLUTION, DIGITS_RESOLUTION),
                            dtype=torch.uint8, device=device)
     with torch.no_grad():
-        seconds = time_call(lambda: net(images), device, opts.warmup, opts.repeats)
+        seconds = time_call(lambda: metric.update(images), device, opts.warmup, opts.repeats)
     out["digits"] = {"batch": batch, "images_per_s": batch / seconds}
     try:
         path = resolve_weights_path(INCEPTION, opts.inception_weights, allow_download=False)
@@ -508,8 +521,9 @@ def measure_features(batch: int, opts: Options, device: torch.device) -> dict[st
                                        "dgan.metrics.fetch_weights DIR)"}
         return out
     extractor = build_feature_extractor(INCEPTION, device, weights_paths={INCEPTION: path})
+    metric = FrechetDistance(extractor).to(device)
     images = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8, device=device)
-    seconds = time_call(lambda: extractor(images), device, opts.warmup, opts.repeats)
+    seconds = time_call(lambda: metric.update(images), device, opts.warmup, opts.repeats)
     out["inception"] = {"batch": batch, "images_per_s": batch / seconds}
     return out
 
