@@ -228,6 +228,7 @@ BY_NAME: dict[str, Rule] = {
     "batch_size": SIZE,
     "batch_gpu": Int(1, MAX_COUNT, null=True),
     "num_workers": Int(0, 256),
+    "prefetch_factor": Int(1, 64),
     "max_size": Int(1, MAX_COUNT * 64, null=True),
     "size": SIZE,
     "std": POSITIVE,
@@ -345,7 +346,8 @@ BY_TARGET: dict[str, dict[str, Rule]] = {
                                  "size": Int(1, 10**7)},
     "dgan.data.images.ImageDataset": {"path": Text(null=True),
                                       "resolution": Int(4, 2**14, power_of_two=True, null=True),
-                                      "name": Text(null=True)},
+                                      "name": Text(null=True),
+                                      "cache_mb": Num(0)},
     "dgan.callbacks.metrics.MetricsCallback": {"reference": Choice(("train", "full"))},
     "dgan.callbacks.progress.KimgProgress": {"refresh_rate": COUNT, "tick_kimg": POSITIVE},
     "dgan.callbacks.preemption.PreemptionCheckpoint": {

@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterator
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data._utils.collate import default_collate
+
+log = logging.getLogger(__name__)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. a SLURM allocation)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def loader_workers(requested: int, ranks_per_node: int = 1, cpus: int | None = None) -> int:
+    """Workers per rank: ``requested``, at most the CPUs a rank has left over for them.
+
+    Each of the ``ranks_per_node`` training processes keeps one CPU for itself; the rest are
+    shared out evenly and never fewer than one worker is kept when some were asked for (a
+    worker decodes while the training process runs the step). 0 stays 0.
+    """
+    if requested <= 0:
+        return 0
+    cpus = available_cpus() if cpus is None else cpus
+    spare = cpus // max(ranks_per_node, 1) - 1
+    return max(1, min(int(requested), spare))
 
 
 class InfiniteSampler(Sampler[int]):
@@ -55,18 +81,44 @@ class GANDataModule(L.LightningDataModule):
         dataset: the training set; items are ``(x, c)``.
         batch_size: global batch (all ranks together), as in the presets.
         num_workers: DataLoader worker processes per rank.
-        pin_memory: pin host memory (faster copies to a GPU).
+            At most the CPUs each rank has (:func:`loader_workers`): ``trainer=gpu`` asks for
+            the reference's 3, and a node with fewer CPUs per GPU gets fewer.
+        pin_memory: pin host memory (faster, asynchronous copies to a GPU).
         seed: seed of the data order.
+        persistent_workers: keep the workers (and their open zip handles) between epochs;
+            only with workers.
+        prefetch_factor: batches each worker prepares ahead (torch's default 2, as the
+            reference); only with workers.
+        preload: let the dataset decode and keep its images in memory first when it can
+            (``dataset.preload()``, e.g. a small ImageDataset within its ``cache_mb``); on in
+            ``speed=gpu`` (chosen by ``trainer=gpu``), off on CPU.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int = 64, num_workers: int = 0,
-                 pin_memory: bool = False, seed: int = 0) -> None:
+                 pin_memory: bool = False, seed: int = 0, persistent_workers: bool = True,
+                 prefetch_factor: int = 2, preload: bool = False) -> None:
         super().__init__()
         self.dataset = dataset
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.seed = seed
+        self.persistent_workers = bool(persistent_workers)
+        self.prefetch_factor = int(prefetch_factor)
+        self.preload = bool(preload)
+
+    def workers(self) -> int:
+        """Workers per rank this node can give (``num_workers`` capped by its CPUs)."""
+        trainer = self.trainer
+        ranks = 1
+        if trainer is not None:
+            ranks = max(int(getattr(trainer, "num_devices", 1) or 1), 1)
+        workers = loader_workers(int(self.num_workers), ranks)
+        if workers < self.num_workers:
+            log.info("datamodule: %d loader workers per rank instead of %d (%d CPUs for %d "
+                     "rank(s) on this node, one kept by each rank)", workers, self.num_workers,
+                     available_cpus(), ranks)
+        return workers
 
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
@@ -80,13 +132,21 @@ class GANDataModule(L.LightningDataModule):
         module = trainer.lightning_module if trainer else None
         consumed = int(getattr(module, "cur_nimg", 0)) // world
         sampler = InfiniteSampler(len(self.dataset), rank, world, self.seed, start=consumed)
+        preload = getattr(self.dataset, "preload", None)
+        if self.preload and callable(preload) and preload():
+            # Before the workers fork: they share the decoded images instead of decoding.
+            log.info("datamodule: %s decoded into memory once", type(self.dataset).__name__)
+        workers = self.workers()
+        pin = bool(self.pin_memory) and torch.cuda.is_available()
+        extra = {"persistent_workers": self.persistent_workers,
+                 "prefetch_factor": self.prefetch_factor} if workers > 0 else {}
         return DataLoader(
             self.dataset,
             batch_size=per_rank,
             sampler=sampler,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            num_workers=workers,
+            pin_memory=pin,
             collate_fn=collate,
-            persistent_workers=self.num_workers > 0,
             drop_last=True,
+            **extra,
         )

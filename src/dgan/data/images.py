@@ -58,6 +58,10 @@ PREPARE_COMMAND = "python -m dgan.data.prepare --source=... --dest=..."
 MIN_RESOLUTION = 4
 # Bad files named in the one line of ImageDataset.verify; the rest are counted (all in .files).
 _NAMED_IN_SUMMARY = 3
+BYTES_PER_MIB = 1024**2
+# Default memory for decoded images (ImageDataset.cache_mb): CIFAR-10 (50k x 3 x 32 x 32 bytes,
+# 147 MiB) and other small sets fit; 256 px sets of tens of thousands of images do not.
+DEFAULT_CACHE_MB = 1024
 
 # What reading an image can raise for a file that is not a valid image: SyntaxError is PIL's
 # historic choice for some malformed headers, struct.error escapes a few header parsers, a zip
@@ -645,6 +649,7 @@ class ImageDataset(ImageDatasetBase):
         seed: int = 0,
         name: str | None = None,
         verify: bool = False,
+        cache_mb: float = DEFAULT_CACHE_MB,
     ) -> None:
         """Index and validate the images under ``path``.
 
@@ -658,6 +663,10 @@ class ImageDataset(ImageDatasetBase):
             name: name for logs (default: the file name without extension).
             verify: decode every image of the subset now (:meth:`verify`), so that a damaged
                 file stops the start, not a training step; costs one full read of the data.
+            cache_mb: memory (MiB) for keeping the decoded subset: :meth:`preload` (which the
+                datamodule calls before its workers start) decodes every image once and serves
+                them from memory when ``C * H * W * images`` bytes fit (0: never; decode each
+                item as it is read). Workers forked afterwards share that memory.
         """
         self.store = FileStore(path)
         where = str(self.store.path)
@@ -717,6 +726,10 @@ class ImageDataset(ImageDatasetBase):
             },
         )
         self.check_resolution(resolution)
+        self.cache_mb = float(cache_mb)
+        if self.cache_mb < 0:
+            raise DatasetError(f"cache_mb must be >= 0 (0: no cache), got {cache_mb!r}")
+        self._cache: np.ndarray | None = None
         if verify:
             self.verify()
 
@@ -769,7 +782,39 @@ class ImageDataset(ImageDatasetBase):
         """File names of the images in the subset, in item order (before flips)."""
         return [self._names[i] for i in self._raw_idx]
 
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes the decoded subset takes in memory (uint8, before flips)."""
+        return self.raw_size * self.num_channels * self.resolution * self.resolution
+
+    @property
+    def cached(self) -> bool:
+        """Whether items are served from the decoded copy in memory (:meth:`preload`)."""
+        return self._cache is not None
+
+    def preload(self) -> bool:
+        """Decode every image of the subset once and keep them, when they fit in ``cache_mb``.
+
+        Returns whether the items now come from memory. Call it in the process that starts the
+        DataLoader workers, before it starts them: forked workers then share the pages instead
+        of decoding each image again every epoch (twice with ``xflip``).
+        """
+        if self._cache is not None:
+            return True
+        if self.cache_bytes > self.cache_mb * BYTES_PER_MIB:
+            return False
+        cache = np.empty(
+            (self.raw_size, self.num_channels, self.resolution, self.resolution), dtype=np.uint8
+        )
+        for pos, raw_index in enumerate(self._raw_idx):
+            cache[pos] = self._decode(int(raw_index), verify=False)
+        self._cache = cache
+        return True
+
     def _read_raw(self, raw_index: int) -> np.ndarray:
+        if self._cache is not None:
+            # _raw_idx is sorted: the row of a raw index is its position in the subset.
+            return self._cache[int(np.searchsorted(self._raw_idx, raw_index))].copy()
         return self._decode(raw_index, verify=False)
 
     def _decode(self, raw_index: int, verify: bool) -> np.ndarray:

@@ -15,8 +15,8 @@ adaptive update.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -164,8 +164,9 @@ class StyleGAN2Loss(GANLoss):
     def _real_phase(self, real: torch.Tensor, real_c: torch.Tensor, gain: float,
                     main: bool, r1: bool) -> dict[str, torch.Tensor]:
         logs: dict[str, torch.Tensor] = {}
-        # Gradient penalties in reduced precision overflow or vanish: R1 runs in fp32.
-        precision = torch.autocast(real.device.type, enabled=False) if r1 else nullcontext()
+        # Gradient penalties in reduced precision overflow or vanish: R1 runs in fp32 (no
+        # autocast, and D's reduced-precision blocks in fp32 too).
+        precision = fp32_only(real.device.type, self.nets.D) if r1 else nullcontext()
         with precision:
             x = real.detach().float().requires_grad_(True) if r1 else real.detach()
             logits, _ = self.run_D(x, real_c, compiled=not r1)
@@ -183,3 +184,18 @@ class StyleGAN2Loss(GANLoss):
             self.nets.backward((logits.flatten() * 0 + loss).mean() * gain)
         logs.update(real_sign_report(logits))
         return logs
+
+
+@contextmanager
+def fp32_only(device_type: str, net: torch.nn.Module) -> Iterator[None]:
+    """Run ``net`` in fp32 throughout: autocast off and, for a network with reduced-precision
+    blocks (``use_reduced_precision``, StyleGAN2's D), those blocks in fp32 until the end."""
+    saved = getattr(net, "use_reduced_precision", None)
+    if saved is not None:
+        net.use_reduced_precision = False
+    try:
+        with torch.autocast(device_type, enabled=False):
+            yield
+    finally:
+        if saved is not None:
+            net.use_reduced_precision = saved
