@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install demo test test-slow lint format bench clean reproduce reproduce-toy \
+.PHONY: install demo test test-slow lint format bench bench-gpu clean reproduce reproduce-toy \
 	reproduce-limited reproduce-augment reproduce-projected reproduce-insgen
 
 install: $(STAMP)
@@ -35,8 +35,16 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format src tests
 
+# The loader's images/s per worker (dgan.bench --data), then the training benchmark.
 bench: $(STAMP)
+	$(BIN)/python -m dgan.bench --data
 	$(BIN)/python -m dgan.bench $(ARGS)
+
+# One GPU, under 5 minutes: cifar (batch 64) and paper256 (batch 32) in fp32 and with the GPU
+# defaults, with and without the diffusion, torch.compile on and off, the loader at 256 px; one
+# JSON and one Markdown table in bench_results/. Without CUDA it refuses in one line.
+bench-gpu: $(STAMP)
+	$(BIN)/python -m dgan.bench_gpu
 
 clean:
 	rm -rf outputs multirun .pytest_cache

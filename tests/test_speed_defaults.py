@@ -245,3 +245,17 @@ def test_datamodule_workers_follow_the_trainer_ranks(tmp_path: Path, monkeypatch
     assert dm.workers() == 1
     dm.trainer = SimpleNamespace(num_devices=2)
     assert dm.workers() == 3
+
+
+def test_uint8_batches_give_the_same_floats(tmp_path: Path):
+    ds = ImageDataset(_zip_of_pngs(tmp_path / "d.zip"), xflip=True)
+    floats = GANDataModule(ds, batch_size=4).train_dataloader()
+    dm = GANDataModule(ds, batch_size=4, uint8=True)
+    x8, c8 = next(iter(dm.train_dataloader()))
+    assert x8.dtype == torch.uint8
+    x, c = dm.on_after_batch_transfer((x8, c8), 0)
+    ref, ref_c = next(iter(floats))
+    torch.testing.assert_close(x, ref, atol=0, rtol=0)
+    torch.testing.assert_close(c, ref_c)
+    # Datasets without get_uint8 (toy points, tensors) keep their items.
+    assert not GANDataModule([(torch.zeros(2), torch.zeros(0))] * 4, uint8=True).uint8

@@ -112,6 +112,7 @@ class Options:
     sync_debug: bool = False
     tiny: bool = False
     out: str | None = None
+    data: bool = False
 
 
 def resolve_device(name: str) -> torch.device:
@@ -582,8 +583,24 @@ def default_out(device: torch.device) -> Path:
     return Path("bench_results") / f"bench-{device.type}-{stamp}.json"
 
 
+def run_data(opts: Options) -> dict[str, Any]:
+    """``--data``: the loader's images/s per worker (:mod:`dgan.bench_data`), as JSON too."""
+    from dgan import bench_data
+
+    results = bench_data.measure(repeats=1 if opts.tiny else 3, scale=0.05 if opts.tiny else 1.0)
+    out = Path(opts.out) if opts.out else default_out(torch.device("cpu")).with_name(
+        f"bench-data-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(bench_data.format_table(results))
+    print(f"\nwrote {out}")
+    return results
+
+
 def run(opts: Options) -> dict[str, Any]:
     """Run every measurement of ``opts``; returns the results (also written as JSON)."""
+    if opts.data:
+        return run_data(opts)
     if opts.precision not in PRECISIONS:
         raise SystemExit(f"error: --precision {opts.precision!r} is not one of {PRECISIONS}")
     for name, value in (("steps", opts.steps), ("repeats", opts.repeats)):
@@ -686,6 +703,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
                    help="CUDA: warn at every host-device synchronisation during the steps")
     p.add_argument("--tiny", action="store_true",
                    help="reduced widths, batch 4, one repeat: tests the bench in seconds")
+    p.add_argument("--data", action="store_true",
+                   help="only the data loader: images/s of one worker at 32, 256 and 1024 px "
+                        "from a zip and a folder of PNGs, beside what a GPU consumes")
     p.add_argument("--out", default=None, help="JSON path (default bench_results/bench-*.json)")
     a = p.parse_args(argv)
     opts = Options(presets=tuple(s for s in a.presets.split(",") if s), batch=a.batch,
@@ -693,7 +713,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
                    warmup=a.warmup, channels_last=a.channels_last, compile=a.compile,
                    tf32=a.tf32, fused_modconv=a.fused_modconv, overrides=tuple(a.override),
                    features=a.features, inception_weights=a.inception_weights,
-                   sync_debug=a.sync_debug, tiny=a.tiny, out=a.out)
+                   sync_debug=a.sync_debug, tiny=a.tiny, out=a.out, data=a.data)
     problem = _check_presets(opts.presets)
     if problem:
         p.error(problem)

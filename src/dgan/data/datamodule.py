@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import lightning as L
 import torch
@@ -74,6 +75,30 @@ def collate(batch: object) -> object:
     return default_collate(batch)
 
 
+def uint8_to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images to float32 in [-1, 1], by the operations of ``ImageDatasetBase.__getitem__``
+    (so the values are bitwise the same wherever the conversion runs)."""
+    return x.to(torch.float32).div_(127.5).sub_(1.0)
+
+
+class Uint8Items(Dataset):
+    """The items of an image dataset with the images left as uint8 [C, H, W].
+
+    A quarter of the bytes of float32 through the workers' shared memory, the pinned buffer and
+    the host-to-GPU copy, and no float conversion in the worker; the datamodule converts each
+    batch on the device (:meth:`GANDataModule.on_after_batch_transfer`), as the reference does.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.dataset.get_uint8(index), self.dataset.get_label(index)
+
+
 class GANDataModule(L.LightningDataModule):
     """Serves ``dataset`` in per-rank batches of ``batch_size // world_size`` forever.
 
@@ -89,6 +114,9 @@ class GANDataModule(L.LightningDataModule):
             only with workers.
         prefetch_factor: batches each worker prepares ahead (torch's default 2, as the
             reference); only with workers.
+        uint8: ship images as uint8 and scale them to [-1, 1] after the copy to the device
+            (:class:`Uint8Items`; datasets with ``get_uint8``): the same values, 4x fewer
+            bytes to move. On in ``speed=gpu``.
         preload: let the dataset decode and keep its images in memory first when it can
             (``dataset.preload()``, e.g. a small ImageDataset within its ``cache_mb``); on in
             ``speed=gpu`` (chosen by ``trainer=gpu``), off on CPU.
@@ -96,7 +124,8 @@ class GANDataModule(L.LightningDataModule):
 
     def __init__(self, dataset: Dataset, batch_size: int = 64, num_workers: int = 0,
                  pin_memory: bool = False, seed: int = 0, persistent_workers: bool = True,
-                 prefetch_factor: int = 2, preload: bool = False) -> None:
+                 prefetch_factor: int = 2, preload: bool = False,
+                 uint8: bool = False) -> None:
         super().__init__()
         self.dataset = dataset
         self.batch_size = batch_size
@@ -106,6 +135,7 @@ class GANDataModule(L.LightningDataModule):
         self.persistent_workers = bool(persistent_workers)
         self.prefetch_factor = int(prefetch_factor)
         self.preload = bool(preload)
+        self.uint8 = bool(uint8) and callable(getattr(dataset, "get_uint8", None))
 
     def workers(self) -> int:
         """Workers per rank this node can give (``num_workers`` capped by its CPUs)."""
@@ -141,7 +171,7 @@ class GANDataModule(L.LightningDataModule):
         extra = {"persistent_workers": self.persistent_workers,
                  "prefetch_factor": self.prefetch_factor} if workers > 0 else {}
         return DataLoader(
-            self.dataset,
+            Uint8Items(self.dataset) if self.uint8 else self.dataset,
             batch_size=per_rank,
             sampler=sampler,
             num_workers=workers,
@@ -150,3 +180,12 @@ class GANDataModule(L.LightningDataModule):
             drop_last=True,
             **extra,
         )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """uint8 images (``uint8=True``) become float32 in [-1, 1] here, on the device."""
+        if not self.uint8:
+            return batch
+        x, c = batch
+        if isinstance(x, torch.Tensor) and x.dtype == torch.uint8:
+            x = uint8_to_float(x)
+        return x, c
