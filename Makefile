@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 
 .PHONY: install demo test test-slow lint format bench bench-gpu clean reproduce reproduce-toy \
-	reproduce-limited reproduce-augment reproduce-projected reproduce-insgen
+	reproduce-limited reproduce-augment reproduce-projected reproduce-insgen reproduce-demo
 
 install: $(STAMP)
 
@@ -58,12 +58,33 @@ TRAIN_M := $(REPRO_ENV) $(BIN)/python -m dgan.train -m
 REPORT := $(BIN)/python -m dgan.sweep_report
 
 # The longest multiruns first: -j2 starts prerequisites in the order listed.
-reproduce: reproduce-insgen reproduce-limited reproduce-augment reproduce-projected \
-	reproduce-toy
+reproduce: reproduce-demo reproduce-insgen reproduce-limited reproduce-augment \
+	reproduce-projected reproduce-toy
+
+# The default job over 5 seeds with and without the diffusion, beside the former default
+# (digits_stylegan2_32px, 3 seeds): final FIDs (sweep_groups.md) and FID against kimg and
+# training time (sweep_curves.png). The diffusion runs use both cores (their train_seconds are
+# the time `make demo` takes); run this target alone for those times to mean anything.
+reproduce-demo: $(REPRO_DIR)/demo/digits_stylegan2/.done $(REPRO_DIR)/demo/none/.done \
+		$(REPRO_DIR)/demo/digits_stylegan2_32px/.done
+	$(REPORT) $(REPRO_DIR)/demo --group-by experiment,diffusion --curves
+
+$(REPRO_DIR)/demo/digits_stylegan2/.done: $(STAMP)
+	$(BIN)/python -m dgan.train -m experiment=digits_stylegan2 seed=0,1,2,3,4 \
+		hydra.sweep.dir=$(@D)
+	touch $@
+
+$(REPRO_DIR)/demo/none/.done: $(STAMP)
+	$(TRAIN_M) experiment=digits_stylegan2 diffusion=none seed=0,1,2,3,4 hydra.sweep.dir=$(@D)
+	touch $@
+
+$(REPRO_DIR)/demo/digits_stylegan2_32px/.done: $(STAMP)
+	$(TRAIN_M) experiment=digits_stylegan2_32px seed=0,1,2 hydra.sweep.dir=$(@D)
+	touch $@
 
 # 25 Gaussians in the mode-collapse setting, the plain GAN and Diffusion-GAN, 5 seeds each
 # (the runs write the toy figures too). One multirun per method, so -j2 runs them side by side.
-reproduce-toy: $(REPRO_DIR)/toy/none/.done $(REPRO_DIR)/toy/toy/.done
+reproduce-toy: $(REPRO_DIR)/toy/none/.done $(REPRO_DIR)/toy/toy_overlap/.done
 	$(REPORT) $(REPRO_DIR)/toy --group-by diffusion
 
 $(REPRO_DIR)/toy/%/.done: $(STAMP)
@@ -94,8 +115,9 @@ $(REPRO_DIR)/augment/%/.done: $(STAMP)
 
 # Diffusion-ProjectedGAN with and without its feature diffusion, beside Diffusion-StyleGAN2
 # given the same CPU time: PROJ_SG2_KIMG kimg of digits_stylegan2 cost about what the 8 kimg
-# of digits_projectedgan cost (one thread each, two jobs side by side on a 2-core CPU).
-PROJ_SG2_KIMG ?= 26
+# of digits_projectedgan cost (one thread each: about 70 s per projected kimg against 4.5 s per
+# kimg of the 16 px digits StyleGAN2).
+PROJ_SG2_KIMG ?= 120
 reproduce-projected: $(REPRO_DIR)/projected/projectedgan/.done \
 		$(REPRO_DIR)/projected/stylegan2/.done
 	$(REPORT) $(REPRO_DIR)/projected --group-by experiment,diffusion

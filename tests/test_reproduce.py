@@ -13,8 +13,8 @@ from dgan.config.builder import build_run
 
 from .conftest import REPO, compose_train
 
-TARGETS = ("reproduce-toy", "reproduce-limited", "reproduce-augment", "reproduce-projected",
-           "reproduce-insgen")
+TARGETS = ("reproduce-demo", "reproduce-toy", "reproduce-limited", "reproduce-augment",
+           "reproduce-projected", "reproduce-insgen")
 
 
 def _commands(target: str) -> list[list[str]]:
