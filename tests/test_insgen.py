@@ -119,7 +119,8 @@ def test_momentum_update_once_per_iteration(tmp_path: Path) -> None:
 
 def test_losses_are_switchable_and_fill_their_queues(tmp_path: Path) -> None:
     def dmain(module) -> dict[str, torch.Tensor]:
-        real = torch.randn(4, 1, 32, 32).clamp(-1, 1)
+        res = module.G.img_resolution
+        real = torch.randn(4, 1, res, res).clamp(-1, 1)
         c, z = torch.zeros(4, 0), torch.randn(4, module.G.z_dim)
         return module.loss.accumulate_gradients("Dmain", real, c, z, c, 1.0)
 
@@ -131,7 +132,8 @@ def test_losses_are_switchable_and_fill_their_queues(tmp_path: Path) -> None:
     assert [int(q.ptr) for q in module.loss.queues.values()] == [4, 4]
     assert module.D.heads[REAL_HEAD].mlp[0].weight.grad.abs().sum() > 0
     g_logs = module.loss.accumulate_gradients(
-        "Gmain", torch.zeros(4, 1, 32, 32), torch.zeros(4, 0), torch.randn(4, 16),
+        "Gmain", torch.zeros(4, 1, module.G.img_resolution, module.G.img_resolution),
+        torch.zeros(4, 0), torch.randn(4, 16),
         torch.zeros(4, 0), 1.0)
     assert "loss/G_fake_cl" in g_logs
     assert int(module.loss.queues[FAKE_HEAD].ptr) == 4  # G's term reads the queue only

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "dgan"
-COMMANDS = {"train", "generate", "evaluate", "bench", "sweep_report", "convert"}
+COMMANDS = {"train", "generate", "evaluate", "bench", "bench_gpu", "sweep_report", "convert"}
 
 
 def test_top_level_holds_only_the_commands() -> None:

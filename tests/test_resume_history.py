@@ -4,6 +4,7 @@ W&B run continue where the checkpoint is, as if the run had never stopped."""
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import signal
 from pathlib import Path
@@ -12,6 +13,7 @@ import lightning as L
 import pytest
 
 from dgan.callbacks.preemption import Preempted
+from dgan.files.run_files import TRAIN_SECONDS
 from dgan.tracking.run_history import WANDB_ID_FILE, read_wandb_run_id, trim_history
 from dgan.tracking.wandb_offline import find_offline_runs, read_offline_run
 
@@ -60,7 +62,8 @@ class _SignalAt(L.Callback):
 def _rows(path: Path) -> list[dict[str, str]]:
     """The rows of a record file, without the wall-clock columns."""
     if path.suffix == ".jsonl":
-        return [{"line": line} for line in path.read_text().splitlines()]
+        return [{k: str(v) for k, v in json.loads(line).items() if k != TRAIN_SECONDS}
+                for line in path.read_text().splitlines()]
     with path.open(newline="") as f:
         return [{k: v for k, v in row.items()
                  if not k.startswith(TIMING_PREFIX) and k != LIGHTNING_STEP}

@@ -40,6 +40,7 @@ TINY_IMAGES = [
     "experiment=digits_stylegan2",
     "dataset=images",
     f"model.batch_size={IMAGE_BATCH}",
+    "model.generator.img_resolution=32",
     "model.generator.channel_base=512",
     "model.generator.channel_max=32",
     f"model.discriminator.mbstd_group_size={IMAGE_BATCH}",

@@ -584,8 +584,8 @@ def default_out(device: torch.device) -> Path:
 
 
 def run_data(opts: Options) -> dict[str, Any]:
-    """``--data``: the loader's images/s per worker (:mod:`dgan.bench_data`), as JSON too."""
-    from dgan import bench_data
+    """``--data``: one loader worker's images/s (:mod:`dgan.data.loader_throughput`), as JSON."""
+    from dgan.data import loader_throughput as bench_data
 
     results = bench_data.measure(repeats=1 if opts.tiny else 3, scale=0.05 if opts.tiny else 1.0)
     out = Path(opts.out) if opts.out else default_out(torch.device("cpu")).with_name(

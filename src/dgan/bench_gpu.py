@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
     import logging
 
-    from dgan import bench, bench_data
+    from dgan import bench
+    from dgan.data import loader_throughput as bench_data
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     started = time.perf_counter()

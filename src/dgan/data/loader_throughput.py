@@ -1,4 +1,4 @@
-"""Loader throughput: ``python -m dgan.bench --data`` (part of ``make bench``).
+"""Loader throughput, what ``python -m dgan.bench --data`` reports (part of ``make bench``).
 
 Images/s that ONE DataLoader worker delivers from a zip and from a folder of PNGs at 32, 256
 and 1024 px, through the training pipeline (read, PNG decode, x-flip, uint8 -> float tensor,
@@ -169,5 +169,5 @@ def format_table(results: dict[str, Any]) -> str:
     lines += ["f32: float batches from the worker (speed=cpu); u8: uint8 batches scaled after the "
               "copy (speed=gpu); cached: u8 from the decoded copy in memory (preload);",
               "decode: PNG read + decode alone in one process; GPU needs: real images/s per GPU "
-              "at the reference's published sec/kimg (dgan.bench_data)"]
+              "at the reference's published sec/kimg (dgan.data.loader_throughput)"]
     return "\n".join(lines)
