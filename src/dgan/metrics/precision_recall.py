@@ -9,6 +9,7 @@ together (``pr50k3_full``, ``pr_digits2k3_full``) are still accepted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -24,7 +25,7 @@ from dgan.metrics.feature_stats import (
     num_fakes,
     pretrained_extractor,
 )
-from dgan.metrics.registry import MetricOptions, register_metric
+from dgan.metrics.registry import MetricFn, MetricOptions, register_metric
 
 PR_NEIGHBORHOOD = 3
 PR_BATCH_SIZE = 10_000
@@ -141,40 +142,33 @@ def _digits(opts: MetricOptions) -> tuple[float, float]:
     return precision_recall_of(opts, digits_extractor(opts), DIGITS_LAYER)
 
 
-# The names that read: the count, then k (pr_digits2k_k3_full). The results carry the name the
-# metric was asked by, so runs configured with the StyleGAN2-ADA spelling keep their columns.
-@register_metric(r"pr(?P<num>\d+k)_k3_full")
-def pr_k3_full(opts: MetricOptions) -> dict[str, float]:
-    """Precision/recall (k=3, NVIDIA's VGG16) of N generated images against N training images."""
-    return _results(f"pr{count_tag(num_fakes(opts))}_k3_full", *_nvidia(opts))
+def _register(prefix: str, count: str, tail: str, features: Callable[[MetricOptions], tuple],
+              description: str) -> MetricFn:
+    """Register ``<prefix><N><tail>_full``: precision/recall on ``features``, N fakes vs N reals.
+
+    The results carry the name the metric was asked by, so runs configured with the
+    StyleGAN2-ADA spelling keep their columns.
+    """
+
+    @register_metric(rf"{prefix}(?P<num>{count}){tail}_full", description)
+    def metric(opts: MetricOptions) -> dict[str, float]:
+        return _results(f"{prefix}{count_tag(num_fakes(opts))}{tail}_full", *features(opts))
+
+    return metric
 
 
-@register_metric(r"pr(?P<num>\d+k)_k3_torchvision_full")
-def pr_k3_torchvision_full(opts: MetricOptions) -> dict[str, float]:
-    """Precision/recall (k=3) on torchvision's VGG16 fc2 features, N fakes against N reals."""
-    return _results(f"pr{count_tag(num_fakes(opts))}_k3_torchvision_full", *_torchvision(opts))
-
-
-@register_metric(r"pr_digits(?P<num>\d+k?)_k3_full")
-def pr_digits_k3_full(opts: MetricOptions) -> dict[str, float]:
-    """Precision/recall (k=3) on the digits classifier's features, N fakes vs N reals."""
-    return _results(f"pr_digits{count_tag(num_fakes(opts))}_k3_full", *_digits(opts))
-
-
-# StyleGAN2-ADA's spelling (prNk3_full: the count and k run together), still accepted.
-@register_metric(r"pr(?P<num>\d+k)3_full")
-def pr_full(opts: MetricOptions) -> dict[str, float]:
-    """Precision/recall (k=3, NVIDIA's VGG16): pr<N>k_k3_full as StyleGAN2-ADA spells it."""
-    return _results(f"pr{count_tag(num_fakes(opts))}3_full", *_nvidia(opts))
-
-
-@register_metric(r"pr(?P<num>\d+k)3_torchvision_full")
-def pr_torchvision_full(opts: MetricOptions) -> dict[str, float]:
-    """Precision/recall (k=3, torchvision's VGG16): the older spelling of the _k3_ name."""
-    return _results(f"pr{count_tag(num_fakes(opts))}3_torchvision_full", *_torchvision(opts))
-
-
-@register_metric(r"pr_digits(?P<num>\d+k?)3_full")
-def pr_digits_full(opts: MetricOptions) -> dict[str, float]:
-    """Precision/recall (k=3, digits features): the older spelling of pr_digits<N>_k3_full."""
-    return _results(f"pr_digits{count_tag(num_fakes(opts))}3_full", *_digits(opts))
+# Each family under the names that read (the count, then k: pr_digits2k_k3_full) and under
+# StyleGAN2-ADA's spelling, where the count and k run together (pr_digits2k3_full).
+pr_k3_full = _register("pr", r"\d+k", "_k3", _nvidia,
+                       "Precision/recall (k=3, NVIDIA's VGG16), N fakes against N reals.")
+pr_k3_torchvision_full = _register(
+    "pr", r"\d+k", "_k3_torchvision", _torchvision,
+    "Precision/recall (k=3) on torchvision's VGG16 fc2 features, N fakes against N reals.")
+pr_digits_k3_full = _register("pr_digits", r"\d+k?", "_k3", _digits,
+                              "Precision/recall (k=3) on the digits classifier's features.")
+pr_full = _register("pr", r"\d+k", "3", _nvidia,
+                    "Precision/recall (k=3, NVIDIA's VGG16): StyleGAN2-ADA's spelling.")
+pr_torchvision_full = _register("pr", r"\d+k", "3_torchvision", _torchvision,
+                                "Precision/recall (k=3, torchvision's VGG16): older spelling.")
+pr_digits_full = _register("pr_digits", r"\d+k?", "3", _digits,
+                           "Precision/recall (k=3, digits features): older spelling.")
