@@ -12,6 +12,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data._utils.collate import default_collate
 
+from dgan.data.images import uint8_to_float
+
 log = logging.getLogger(__name__)
 
 
@@ -73,12 +75,6 @@ def collate(batch: object) -> object:
     if isinstance(batch, tuple) and all(isinstance(x, torch.Tensor) for x in batch):
         return batch
     return default_collate(batch)
-
-
-def uint8_to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images to float32 in [-1, 1], by the operations of ``ImageDatasetBase.__getitem__``
-    (so the values are bitwise the same wherever the conversion runs)."""
-    return x.to(torch.float32).div_(127.5).sub_(1.0)
 
 
 class Uint8Items(Dataset):

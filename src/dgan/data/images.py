@@ -92,6 +92,12 @@ SUPPORTED_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YC
                    *SIXTEEN_BIT_MODES, "I", "F")
 
 
+def uint8_to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images to float32 in [-1, 1] (``x / 127.5 - 1``): the one conversion, whether an
+    item is converted in the loader or a uint8 batch after its copy to the device, so the
+    values are bitwise the same either way."""
+    return x.to(torch.float32).div_(127.5).sub_(1.0)
+
 class DatasetError(ValueError):
     """A dataset that cannot be used as it is; the message names the file or key and the fix."""
 
@@ -614,7 +620,7 @@ class ImageDatasetBase(Dataset):
         return torch.from_numpy(self._labels[pos].copy())
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.get_uint8(index).to(torch.float32).div_(127.5).sub_(1.0)
+        x = uint8_to_float(self.get_uint8(index))
         return x, self.get_label(index)
 
     def check_resolution(self, resolution: int | None) -> None:
