@@ -107,7 +107,7 @@ def build_run(cfg: DictConfig) -> Run:
         build(node, f"callbacks.{name}") for name, node in (cfg.get("callbacks") or {}).items()
         if node is not None
     ]
-    if augment is not None and cfg.get("augment_p") and "_target_" in cfg.augment_p:
+    if augment is not None and cfg.get("augment_p"):
         callbacks.append(build(cfg.augment_p, "augment_p"))
     metrics = None
     if cfg.get("metrics") and cfg.metrics.metrics:
