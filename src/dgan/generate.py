@@ -83,11 +83,12 @@ class GenerateOptions:
     grid: bool = True
 
 
-def parse_seeds(spec: Any) -> list[int]:
+def parse_seeds(spec: Any, key: str = "seeds") -> list[int]:
     """Seeds from ``"0-63"``, ``"1,5,9"``, ``"0-3,10"``, an int or a list; repeats dropped.
 
     Args:
         spec: the ``seeds`` argument.
+        key: the argument's name in error messages (``rows``, ``styles``: same syntax).
     """
     parts: list[Any] = spec if isinstance(spec, list) else str(spec).split(",")
     seeds: list[int] = []
@@ -96,14 +97,14 @@ def parse_seeds(spec: Any) -> list[int]:
         match = re.fullmatch(r"(\d+)(?:-(\d+))?", text)
         if not match:
             raise ConfigError(
-                f"seeds={spec!r} is not valid; use ranges and numbers like 0-63, 1,5,9 or 0-3,10"
+                f"{key}={spec!r} is not valid; use ranges and numbers like 0-63, 1,5,9 or 0-3,10"
             )
         start = int(match.group(1))
         stop = int(match.group(2)) if match.group(2) is not None else start
         if stop < start:
-            raise ConfigError(f"seeds={spec!r}: range {text} runs backwards; write {stop}-{start}")
+            raise ConfigError(f"{key}={spec!r}: range {text} runs backwards; write {stop}-{start}")
         if stop > MAX_SEED:
-            raise ConfigError(f"seeds={spec!r}: seeds must be in [0, {MAX_SEED}]")
+            raise ConfigError(f"{key}={spec!r}: seeds must be in [0, {MAX_SEED}]")
         seeds.extend(range(start, stop + 1))
     return list(dict.fromkeys(seeds))
 
@@ -139,7 +140,14 @@ def class_label(G: nn.Module, class_idx: int | None) -> torch.Tensor:
     return label
 
 
-def _generator_kwargs(G: nn.Module, trunc: float, noise_mode: str) -> dict[str, Any]:
+def generator_kwargs(G: nn.Module, trunc: float, noise_mode: str) -> dict[str, Any]:
+    """G's call keywords for ``trunc`` and ``noise_mode``; one error line where G lacks them.
+
+    Args:
+        G: a StyleGAN2 generator (mapping + synthesis) or one without a mapping network.
+        trunc: truncation psi (only 1 without a mapping network).
+        noise_mode: ``const``, ``random`` or ``none``.
+    """
     if noise_mode not in NOISE_MODES:
         raise ConfigError(f"noise_mode={noise_mode!r} is not valid; choose one of {NOISE_MODES}")
     stylegan = hasattr(G, "mapping") and hasattr(G, "synthesis")
@@ -175,7 +183,7 @@ def generate(
         noise_mode: ``const``, ``random`` (seeded by the seed) or ``none``.
         device: where G lives.
     """
-    kwargs = _generator_kwargs(G, trunc, noise_mode)
+    kwargs = generator_kwargs(G, trunc, noise_mode)
     c = class_label(G, class_idx).to(device)
     outputs = []
     for seed in seeds:
@@ -277,7 +285,7 @@ def run(opts: GenerateOptions) -> list[Path]:
               else load_generator(opts.pkl, device, key="pkl"))
     # Label and kwargs are checked before any image is made or any file written.
     class_label(loaded.G, opts.class_idx)
-    _generator_kwargs(loaded.G, opts.trunc, opts.noise_mode)
+    generator_kwargs(loaded.G, opts.trunc, opts.noise_mode)
     out = generate(loaded.G, seeds, trunc=opts.trunc, class_idx=opts.class_idx,
                    noise_mode=opts.noise_mode, device=device)
     outdir = Path(opts.outdir)
