@@ -50,6 +50,9 @@ RECONSTRUCT_GLOBAL = ("torch_utils.persistence", "_reconstruct_persistent_obj")
 # pickle was written by the training run itself, ``_imported_module_<hex>`` when the class had
 # been re-created from an earlier pickle's source.
 EMBEDDED_MODULE_PREFIXES = ("training.", "_imported_module_")
+# Classes of torch.nn, pickled by reference inside persistent objects (InsGen's contrastive
+# heads keep their MLPs as nn.Sequential of nn.Linear): read as inert records like the above.
+TORCH_MODULE_PREFIXES = ("torch.nn.modules.",)
 # Keys of a network pickle that are not networks but are given their own fields.
 TRAINING_SET_KEY = "training_set_kwargs"
 PROGRESS_KEY = "progress"
@@ -102,7 +105,7 @@ class PersistentObject:
 
 
 class OpaqueObject:
-    """Inert stand-in for an instance of an embedded-source class that is not persistent.
+    """Inert stand-in for an instance of an embedded-source or ``torch.nn`` module class.
 
     Only created when :func:`load_network_pickle` is given ``opaque_classes=True`` and the class is
     instantiated the way pickle restores plain instances (``cls.__new__`` then ``__setstate__``);
@@ -125,8 +128,8 @@ class _RefuseCall(type):
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         raise UnsafePickleError(
-            f"refusing to call {cls.module}.{cls.class_name}: the pickle calls a class of its "
-            "embedded source"
+            f"refusing to call {cls.module}.{cls.class_name}: the pickle calls a class instead "
+            "of restoring an instance of it"
         )
 
 
@@ -403,7 +406,8 @@ class _SafeUnpickler(pickle.Unpickler):
         admitted = ADMITTED_GLOBALS.get(f"{module}.{name}")
         if admitted is not None:
             return admitted
-        if module.startswith(EMBEDDED_MODULE_PREFIXES) and self._opaque_classes:
+        inert = EMBEDDED_MODULE_PREFIXES + TORCH_MODULE_PREFIXES
+        if module.startswith(inert) and self._opaque_classes:
             key = (module, name)
             if key not in self._opaque:
                 self._opaque[key] = _opaque_class(module, name)
@@ -499,9 +503,10 @@ def load_network_pickle(
 
     Args:
         path: file path of the pickle, or a binary file object open for reading.
-        opaque_classes: keep instances of undecorated embedded-source classes that pickle
-            restores without calling them (Diffusion-GAN's ``diffusion.aug = Identity()``) as
-            inert :class:`OpaqueObject` data instead of refusing the pickle.
+        opaque_classes: keep instances of undecorated embedded-source classes and of
+            ``torch.nn`` module classes that pickle restores without calling them
+            (Diffusion-GAN's ``diffusion.aug = Identity()``, InsGen's head MLPs) as inert
+            :class:`OpaqueObject` data instead of refusing the pickle.
 
     Raises:
         UnsafePickleError: the pickle uses a global or a construct the safe loader refuses.
