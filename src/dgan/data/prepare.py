@@ -1,7 +1,8 @@
 """Convert image sources into the zip layout that :class:`dgan.data.images.ImageDataset` reads.
 
     python -m dgan.data.prepare --source=SRC --dest=DEST.zip [--resolution=N]
-        [--transform=center-crop|resize] [--max-images=N] [--split=...] [--labels-from-folders]
+        [--transform=center-crop|center-crop-wide|resize] [--crop-height=N] [--max-images=N]
+        [--split=...] [--labels-from-folders]
 
 Sources:
 
@@ -16,10 +17,23 @@ Sources:
   (default, the 100,000 images GAN papers train on), ``train`` or ``test`` (with labels, 1..10
   stored, 0..9 written) or ``train+unlabeled``; resized from 96 px to ``--resolution`` (default 64).
 - ``digits``: scikit-learn's embedded 8x8 digits, upscaled to ``--resolution`` (default 32).
+- an LMDB export of LSUN (``bedroom_train_lmdb``, ``church_outdoor_train_lmdb``, ...: a folder
+  holding ``data.mdb``; needs the ``lmdb`` package): every value is an encoded image (webp, jpeg,
+  png), read in key order, made square by ``--transform`` at ``--resolution`` (default 256, the
+  short side of LSUN's images), always RGB; no labels. Values that do not decode are skipped, as
+  in the reference's dataset tool, and counted in the summary line.
+
+``--transform=center-crop-wide`` (folders and LMDB) is the reference dataset tool's wide crop: a
+horizontal band of ``round(resolution * h / w)`` source rows over the full width is resized to
+``resolution`` x ``--crop-height`` (default: the resolution) and centred on a black square.
+Images narrower than the resolution, or whose band is shorter than ``--crop-height``, are
+skipped and counted; with the default height that is every image wider than it is tall, as with
+the reference's ``--width=256 --height=256``.
 
 The output is the StyleGAN2-ADA layout: ``00000/img00000000.png``, ... and ``dataset.json`` with
-``{"labels": [[name, class], ...]}`` (or null). ``--max-images`` keeps the first N images in
-source order.
+``{"labels": [[name, class], ...]}`` (or null). ``--max-images`` reads only the first N images
+(or LMDB entries) in source order, as the reference's option does: any of those skipped are
+counted in the summary and not replaced, so fewer than N may be written.
 
 Every source image is checked (PIL's integrity check) and fully decoded before it is written, so
 a truncated or damaged file stops the run with one line naming it; its mode is converted to 8
@@ -45,7 +59,7 @@ import sys
 import tarfile
 import zipfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -67,12 +81,23 @@ from dgan.data.images import (
 
 # The largest side prepare writes (the largest StyleGAN2 preset, FFHQ-1024).
 MAX_RESOLUTION = 1024
-TRANSFORMS = ("center-crop", "resize")
+# to_square's two; center-crop-wide (center_crop_wide) may drop an image, so it is apart.
+SQUARE_TRANSFORMS = ("center-crop", "resize")
+WIDE_TRANSFORM = "center-crop-wide"
+TRANSFORMS = (*SQUARE_TRANSFORMS, WIDE_TRANSFORM)
 SPLITS = ("train", "test", "unlabeled", "train+unlabeled")
 CIFAR_SIDE = 32
 STL_SIDE = 96
 STL_DEFAULT_RESOLUTION = 64
 DIGITS_DEFAULT_RESOLUTION = 32
+# LSUN's exports are scaled to 256 px on the short side, the resolution the paper trains at.
+LMDB_DEFAULT_RESOLUTION = 256
+LMDB_DATA_FILE = "data.mdb"
+# How LSUN names its exports, and how the reference dataset tool recognises them.
+_LMDB_SUFFIX = "_lmdb"
+_LMDB_INSTALL_HINT = "pip install lmdb (or pip install 'dgan[lsun]')"
+_UNDECODABLE = "undecodable"
+_TOO_SMALL = f"too small for {WIDE_TRANSFORM}"
 _STL_BYTES = 3 * STL_SIDE * STL_SIDE
 _CIFAR_MARKERS = ("data_batch_1", "test_batch")
 _STL_MARKERS = ("train_X.bin", "test_X.bin", "unlabeled_X.bin")
@@ -83,12 +108,29 @@ _NEW_FILE_MODE = 0o666
 _TEMP_NAME_BYTES = 8
 _SOURCES_HINT = (
     "expected an image folder, a zip of images, cifar-10-python.tar.gz, stl10_binary.tar.gz "
-    "(or their extracted folders) or 'digits'"
+    "(or their extracted folders), an LMDB export folder holding data.mdb, or 'digits'"
 )
 
 
 class PrepareError(ValueError):
     """A source or option that cannot be converted; the message says what would work."""
+
+
+@dataclass
+class _Skipped:
+    """Source entries left out while converting, by reason, the first of each named."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    first: dict[str, str] = field(default_factory=dict)
+
+    def add(self, reason: str, where: str) -> None:
+        """Count one entry left out for ``reason``; ``where`` names it (and why, if useful)."""
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        self.first.setdefault(reason, where)
+
+    def summary(self) -> tuple[tuple[str, int, str], ...]:
+        """(reason, count, first entry) for each reason, in the order they were first met."""
+        return tuple((r, n, self.first[r]) for r, n in self.counts.items())
 
 
 @dataclass
@@ -101,6 +143,8 @@ class _Source:
     labelled: bool
     images: Iterator[tuple[np.ndarray, Any]]
     class_names: list[str] | None = None
+    # Filled while ``images`` is consumed.
+    skipped: _Skipped = field(default_factory=_Skipped)
 
 
 @dataclass(frozen=True)
@@ -113,20 +157,29 @@ class PrepareSummary:
     resolution: int
     channels: int
     num_classes: int | None
+    # (reason, count, first entry) for the source entries left out.
+    skipped: tuple[tuple[str, int, str], ...] = ()
 
     def line(self) -> str:
         """One line for the terminal."""
         labels = "no labels" if self.num_classes is None else f"labels: {self.num_classes} classes"
+        skipped = "".join(
+            f"; skipped {n} {reason}, first {first}" for reason, n, first in self.skipped
+        )
         return (
             f"wrote {self.count} images ({self.kind}) {self.resolution}x{self.resolution}, "
             f"{self.channels} channel{'s' if self.channels > 1 else ''}, {labels} -> {self.dest}"
+            f"{skipped}"
         )
 
 
 def to_square(image: Image.Image, resolution: int, transform: str = "center-crop") -> Image.Image:
     """``image`` made square (central crop, or a stretch for ``resize``) at ``resolution``."""
-    if transform not in TRANSFORMS:
-        raise PrepareError(f"--transform={transform} is unknown; use {' or '.join(TRANSFORMS)}")
+    if transform not in SQUARE_TRANSFORMS:
+        raise PrepareError(
+            f"to_square: transform {transform!r} is not one of {', '.join(SQUARE_TRANSFORMS)} "
+            f"({WIDE_TRANSFORM} is center_crop_wide, which may drop an image)"
+        )
     width, height = image.size
     if transform == "center-crop" and width != height:
         side = min(width, height)
@@ -136,6 +189,50 @@ def to_square(image: Image.Image, resolution: int, transform: str = "center-crop
         # Lanczos, as StyleGAN2-ADA's dataset tool, so statistics match datasets made there.
         image = image.resize((resolution, resolution), Image.Resampling.LANCZOS)
     return image
+
+
+def center_crop_wide(image: Image.Image, width: int, height: int) -> Image.Image | None:
+    """The reference dataset tool's wide crop of ``image`` onto a black ``width`` square, or None.
+
+    A band of ``round(width * h / w)`` rows (full width) is cut from the middle of the ``w`` x
+    ``h`` source, resized to ``width`` x ``height`` and centred vertically on the square. The
+    band's height is computed from the output width, as the reference does: the crop has the
+    aspect ``width:height`` only for a source exactly ``width`` wide, and it is kept that way so
+    that datasets equal the authors'. Images narrower than ``width``, or whose band is shorter
+    than ``height``, are dropped (None), as there.
+    """
+    if not 0 < height <= width:
+        raise PrepareError(f"--crop-height={height} must be in [1, {width}] (the resolution)")
+    src_width, src_height = image.size
+    band = round(width * src_height / src_width)
+    if src_width < width or band < height:
+        return None
+    top = (src_height - band) // 2
+    band_image = image.crop((0, top, src_width, top + band))
+    if band_image.size != (width, height):
+        band_image = band_image.resize((width, height), Image.Resampling.LANCZOS)
+    pixels = np.asarray(band_image)
+    canvas = np.zeros((width, *pixels.shape[1:]), dtype=np.uint8)
+    offset = (width - height) // 2
+    canvas[offset : offset + height] = pixels
+    return Image.fromarray(canvas)
+
+
+def _fit(
+    image: Image.Image, resolution: int, transform: str, crop_height: int | None
+) -> Image.Image | None:
+    """``image`` at ``resolution`` by ``transform``; None where center-crop-wide drops it."""
+    if transform == WIDE_TRANSFORM:
+        return center_crop_wide(image, resolution, crop_height or resolution)
+    return to_square(image, resolution, transform)
+
+
+def _check_crop_height(crop_height: int | None, resolution: int) -> None:
+    if crop_height is not None and crop_height > resolution:
+        raise PrepareError(
+            f"--crop-height={crop_height} is taller than --resolution={resolution}; the band "
+            "must fit in the square: use a height up to the resolution"
+        )
 
 
 def _resized(array: np.ndarray, resolution: int) -> np.ndarray:
@@ -153,6 +250,7 @@ def _folder_source(
     transform: str,
     labels_from_folders: bool,
     max_images: int | None,
+    crop_height: int | None = None,
 ) -> _Source:
     names = store.image_names()
     if not names:
@@ -199,7 +297,9 @@ def _folder_source(
         if isinstance(document, dict) and isinstance(document.get("class_names"), list):
             class_names = [str(c) for c in document["class_names"]]
 
+    _check_crop_height(crop_height, resolution)
     target = resolution
+    skipped = _Skipped()
 
     def images() -> Iterator[tuple[np.ndarray, Any]]:
         for k, name in enumerate(names):
@@ -209,11 +309,16 @@ def _folder_source(
             # 257 times smaller) then give the same output, and Lanczos always sees L or RGB.
             array = image_to_uint8(image, channels, name, store.where(name))
             eight_bit = Image.fromarray(array[:, :, 0] if channels == 1 else array)
-            yield np.asarray(to_square(eight_bit, target, transform)), (
-                None if labels is None else labels[k]
-            )
+            fitted = _fit(eight_bit, target, transform, crop_height)
+            if fitted is None:
+                size = f"{eight_bit.width}x{eight_bit.height}"
+                skipped.add(_TOO_SMALL, f"{store.where(name)} ({size})")
+                continue
+            yield np.asarray(fitted), (None if labels is None else labels[k])
 
-    return _Source("images", resolution, channels, labels is not None, images(), class_names)
+    return _Source(
+        "images", resolution, channels, labels is not None, images(), class_names, skipped
+    )
 
 
 # ---------------------------------------------------------------------------- archives
@@ -422,6 +527,95 @@ def _digits_source(resolution: int | None) -> _Source:
     return _Source("digits", dataset.resolution, 1, True, images(), names)
 
 
+# ---------------------------------------------------------------------------- LMDB (LSUN)
+
+
+def _is_lmdb_folder(path: Path) -> bool:
+    return path.is_dir() and (path / LMDB_DATA_FILE).is_file()
+
+
+def _zipped_lmdb(path: Path) -> str | None:
+    """The data.mdb inside the zip ``path`` (LSUN's downloads are zipped LMDB folders), if any."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return None
+    return next((n for n in names if os.path.basename(n) == LMDB_DATA_FILE), None)
+
+
+def _open_lmdb(path: Path) -> Any:
+    """A read-only LMDB environment on the export folder ``path``; PrepareError if it is not one."""
+    try:
+        import lmdb
+    except ImportError:
+        raise PrepareError(
+            f"--source={path} is an LMDB export; reading it needs the lmdb package: "
+            f"{_LMDB_INSTALL_HINT}"
+        ) from None
+    try:
+        # lock=False: the export is only read, and its folder may be read-only.
+        return lmdb.open(os.fspath(path), readonly=True, lock=False, subdir=True)
+    except lmdb.Error as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise PrepareError(
+            f"--source={path}: '{path / LMDB_DATA_FILE}' is not a readable LMDB database "
+            f"({reason}); expected an LMDB export such as LSUN's bedroom_train_lmdb"
+        ) from exc
+
+
+def _decode(value: bytes, where: str) -> np.ndarray:
+    """The encoded image ``value`` as uint8 RGB [H, W, 3]; ImageFileError or a PIL error if not."""
+    with Image.open(io.BytesIO(value)) as image:
+        image.load()
+        # The reference decodes into colour whatever the file holds; so does this.
+        return image_to_uint8(image, 3, where, where)
+
+
+def _lmdb_source(
+    path: Path,
+    resolution: int | None,
+    transform: str,
+    crop_height: int | None,
+    max_images: int | None,
+) -> _Source:
+    target = resolution or LMDB_DEFAULT_RESOLUTION
+    _check_crop_height(crop_height, target)
+    env = _open_lmdb(path)
+    try:
+        entries = env.stat()["entries"]
+    except BaseException:
+        env.close()
+        raise
+    if entries == 0:
+        env.close()
+        raise PrepareError(f"--source={path}: the LMDB database holds no entries")
+    skipped = _Skipped()
+
+    def images() -> Iterator[tuple[np.ndarray, Any]]:
+        try:
+            with env.begin(write=False, buffers=False) as txn:
+                cursor = itertools.islice(txn.cursor(), max_images)
+                for key, value in cursor:
+                    name = key.decode("utf-8", errors="replace")
+                    where = f"entry '{name}'"
+                    try:
+                        array = _decode(value, where)
+                    except (*IMAGE_READ_ERRORS, DatasetError) as exc:
+                        reason = " ".join(str(exc).split()) or type(exc).__name__
+                        skipped.add(_UNDECODABLE, f"{where} ({reason})")
+                        continue
+                    fitted = _fit(Image.fromarray(array), target, transform, crop_height)
+                    if fitted is None:
+                        skipped.add(_TOO_SMALL, f"{where} ({array.shape[1]}x{array.shape[0]})")
+                        continue
+                    yield np.asarray(fitted), None
+        finally:
+            env.close()
+
+    return _Source("lmdb", target, 3, False, images(), None, skipped)
+
+
 # ---------------------------------------------------------------------------- writing
 
 
@@ -571,18 +765,23 @@ def prepare(
     max_images: int | None = None,
     labels_from_folders: bool = False,
     split: str | None = None,
+    crop_height: int | None = None,
 ) -> PrepareSummary:
     """Convert ``source`` into the zip ``dest`` and say what was written.
 
     Args:
-        source: image folder or zip, CIFAR-10 / STL-10 archive or extracted folder, or "digits".
+        source: image folder or zip, CIFAR-10 / STL-10 archive or extracted folder, LMDB
+            export folder (LSUN), or "digits".
         dest: the .zip to write (replaced atomically if it exists).
         resolution: output side, a power of two (default: per source, see the module doc).
-        transform: how image-folder images become square: "center-crop" or "resize".
-        max_images: write at most this many images, the first ones in source order.
+        transform: how folder and LMDB images become square: "center-crop", "center-crop-wide"
+            or "resize".
+        max_images: read only this many images (LMDB: entries), the first ones in source order.
         labels_from_folders: label folder images by their top-level subfolder.
         split: which part of CIFAR-10 (train, test) or STL-10 (unlabeled, train, test,
             train+unlabeled) to convert.
+        crop_height: with "center-crop-wide", the height of the band in the square (default:
+            the resolution).
     """
     dest = Path(dest).expanduser()
     if dest.suffix.lower() != ".zip":
@@ -596,6 +795,15 @@ def prepare(
                            f"[{MIN_RESOLUTION}, {MAX_RESOLUTION}] (4, 8, ..., 1024)")
     if transform not in TRANSFORMS:
         raise PrepareError(f"--transform={transform} is unknown; use {' or '.join(TRANSFORMS)}")
+    if crop_height is not None:
+        if transform != WIDE_TRANSFORM:
+            raise PrepareError(
+                f"--crop-height={crop_height} applies to --transform={WIDE_TRANSFORM} only"
+            )
+        if crop_height < 1:
+            raise PrepareError(f"--crop-height={crop_height} must be at least 1")
+        if resolution is not None:
+            _check_crop_height(crop_height, resolution)
     if max_images is not None and max_images < 1:
         raise PrepareError(f"--max-images={max_images} must be at least 1")
     if split is not None and split not in SPLITS:
@@ -609,9 +817,22 @@ def prepare(
         built = _digits_source(resolution)
     elif not path.exists():
         raise PrepareError(f"--source={raw} does not exist; {_SOURCES_HINT}")
+    elif _is_lmdb_folder(path) or path.name == LMDB_DATA_FILE:
+        folder = path if path.is_dir() else path.parent
+        built = _lmdb_source(folder, resolution, transform, crop_height, max_images)
+    elif path.is_dir() and path.name.endswith(_LMDB_SUFFIX):
+        raise PrepareError(
+            f"--source={raw} is named like an LMDB export but holds no {LMDB_DATA_FILE}; "
+            f"LSUN's exports are folders holding {LMDB_DATA_FILE} and lock.mdb"
+        )
+    elif zipfile.is_zipfile(path) and (inner := _zipped_lmdb(path)) is not None:
+        raise PrepareError(
+            f"--source={raw} is a zipped LMDB export ('{inner}' inside); unzip it and pass the "
+            f"folder holding {LMDB_DATA_FILE}"
+        )
     elif (path.is_dir() and not _is_archive_folder(path)) or zipfile.is_zipfile(path):
         built = _folder_source(
-            FileStore(path), resolution, transform, labels_from_folders, max_images
+            FileStore(path), resolution, transform, labels_from_folders, max_images, crop_height
         )
     elif path.is_dir() or tarfile.is_tarfile(path):
         members = _Members(path)
@@ -629,15 +850,38 @@ def prepare(
         raise PrepareError(f"--source={raw} is not a folder, zip or tar archive; {_SOURCES_HINT}")
 
     if labels_from_folders and built.kind != "images":
+        _close(built)
         raise PrepareError("--labels-from-folders applies to image folders only")
+    if transform == WIDE_TRANSFORM and built.kind not in ("images", "lmdb"):
+        _close(built)
+        raise PrepareError(
+            f"--transform={WIDE_TRANSFORM} applies to image folders and LMDB exports only"
+        )
     if split is not None and built.kind not in ("cifar10", "stl10"):
+        _close(built)
         raise PrepareError(f"--split={split} applies to CIFAR-10 and STL-10 archives only")
     try:
         count, num_classes = _write_zip(dest, built, max_images)
     finally:
+        _close(built)
         if members is not None:
             members.close()
-    return PrepareSummary(dest, built.kind, count, built.resolution, built.channels, num_classes)
+    return PrepareSummary(
+        dest,
+        built.kind,
+        count,
+        built.resolution,
+        built.channels,
+        num_classes,
+        built.skipped.summary(),
+    )
+
+
+def _close(source: _Source) -> None:
+    """Finish ``source``'s generator, so that what it holds open (an LMDB) is closed now."""
+    close = getattr(source.images, "close", None)
+    if close is not None:
+        close()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -661,28 +905,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = OneLineParser(
         prog="python -m dgan.data.prepare",
-        description="Convert images, CIFAR-10, STL-10 or the embedded digits into a dataset zip.",
+        description="Convert images, CIFAR-10, STL-10, LSUN's LMDB exports or the embedded digits "
+        "into a dataset zip.",
     )
     parser.add_argument(
         "--source",
         required=True,
-        help="image folder or zip, cifar-10-python.tar.gz, stl10_binary.tar.gz, or 'digits'",
+        help="image folder or zip, cifar-10-python.tar.gz, stl10_binary.tar.gz, an LMDB export "
+        "folder (LSUN's *_lmdb), or 'digits'",
     )
     parser.add_argument("--dest", required=True, help="output .zip (replaced atomically)")
     parser.add_argument(
         "--resolution",
         type=power_of_two,
-        help="output side in pixels (default: CIFAR 32, STL-10 64, digits 32, folders the "
-        "largest power of two every image reaches)",
+        help="output side in pixels (default: CIFAR 32, STL-10 64, digits 32, LMDB 256, "
+        "folders the largest power of two every image reaches)",
     )
     parser.add_argument(
         "--transform",
         choices=TRANSFORMS,
         default="center-crop",
-        help="how folder images become square: crop the centre, or stretch (default center-crop)",
+        help="how folder and LMDB images become square: crop the centre, the reference's wide "
+        "band on a black square (center-crop-wide), or stretch (default center-crop)",
     )
     parser.add_argument(
-        "--max-images", type=positive, help="write only the first N images in source order"
+        "--crop-height",
+        type=positive,
+        help="center-crop-wide: height of the band inside the square (default: the resolution)",
+    )
+    parser.add_argument(
+        "--max-images",
+        type=positive,
+        help="read only the first N images (LMDB: entries) in source order",
     )
     parser.add_argument(
         "--split",
@@ -720,6 +974,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_images=args.max_images,
             labels_from_folders=args.labels_from_folders,
             split=args.split,
+            crop_height=args.crop_height,
         )
     except (PrepareError, DatasetError) as exc:
         parser.error(str(exc))  # one error: line, exit status 2
