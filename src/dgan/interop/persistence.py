@@ -53,6 +53,13 @@ EMBEDDED_MODULE_PREFIXES = ("training.", "_imported_module_")
 # Classes of torch.nn, pickled by reference inside persistent objects (InsGen's contrastive
 # heads keep their MLPs as nn.Sequential of nn.Linear): read as inert records like the above.
 TORCH_MODULE_PREFIXES = ("torch.nn.modules.",)
+# Projected GAN pickles its networks the plain way, every module a class by reference: its own
+# ``pg_modules``, torch's spectral-norm hooks and ``FloatFunctional``, timm's EfficientNet
+# blocks. Read as inert records too.
+PROJECTED_GAN_MODULE_PREFIXES = (
+    "pg_modules.", "torch.nn.utils.spectral_norm", "torch.nn.quantized.",
+    "torch.ao.nn.quantized.", "timm.",
+)  # fmt: skip
 # Keys of a network pickle that are not networks but are given their own fields.
 TRAINING_SET_KEY = "training_set_kwargs"
 PROGRESS_KEY = "progress"
@@ -138,15 +145,16 @@ class NetworkPickle:
     """Contents of a network pickle, read as data.
 
     Args:
-        networks: the persistent objects by key (``G``, ``D``, ``G_ema``, ``diffusion``,
-            ``augment_pipe``...).
+        networks: the networks by key (``G``, ``D``, ``G_ema``, ``diffusion``,
+            ``augment_pipe``...): persistent objects, or modules pickled by reference (an
+            :class:`OpaqueObject` with a module state, as Projected GAN writes them).
         training_set_kwargs: the dataset options of the run (resolution, use_labels, xflip...).
         progress: training progress; one-element tensors become Python numbers (``cur_nimg``,
             ``cur_tick``, ``batch_idx``, ``cur_p``, ``best_fid``...).
         extra: every other top-level key, as read.
     """
 
-    networks: dict[str, PersistentObject]
+    networks: dict[str, PersistentObject | OpaqueObject]
     training_set_kwargs: dict[str, Any] | None
     progress: dict[str, Any]
     extra: dict[str, Any]
@@ -157,7 +165,7 @@ class NetworkPickle:
         value = self.progress.get("cur_p")
         return None if value is None else float(value)
 
-    def __getitem__(self, key: str) -> PersistentObject:
+    def __getitem__(self, key: str) -> PersistentObject | OpaqueObject:
         return self.networks[key]
 
 
@@ -406,7 +414,7 @@ class _SafeUnpickler(pickle.Unpickler):
         admitted = ADMITTED_GLOBALS.get(f"{module}.{name}")
         if admitted is not None:
             return admitted
-        inert = EMBEDDED_MODULE_PREFIXES + TORCH_MODULE_PREFIXES
+        inert = EMBEDDED_MODULE_PREFIXES + TORCH_MODULE_PREFIXES + PROJECTED_GAN_MODULE_PREFIXES
         if module.startswith(inert) and self._opaque_classes:
             key = (module, name)
             if key not in self._opaque:
@@ -433,7 +441,7 @@ def _plain(value: Any) -> Any:
 def _as_network_pickle(data: Any) -> NetworkPickle:
     if not isinstance(data, dict):
         raise UnsafePickleError(f"a network pickle is a dict, this one is a {type(data).__name__}")
-    networks = {k: v for k, v in data.items() if isinstance(v, PersistentObject)}
+    networks = {k: v for k, v in data.items() if isinstance(v, PersistentObject) or is_module(v)}
     progress = data.get(PROGRESS_KEY)
     training_set = data.get(TRAINING_SET_KEY)
     # Keys read into their own fields; anything of an unexpected type stays in extra.
@@ -505,8 +513,9 @@ def load_network_pickle(
         path: file path of the pickle, or a binary file object open for reading.
         opaque_classes: keep instances of undecorated embedded-source classes and of
             ``torch.nn`` module classes that pickle restores without calling them
-            (Diffusion-GAN's ``diffusion.aug = Identity()``, InsGen's head MLPs) as inert
-            :class:`OpaqueObject` data instead of refusing the pickle.
+            (Diffusion-GAN's ``diffusion.aug = Identity()``, InsGen's head MLPs, every module
+            of a Projected GAN pickle) as inert :class:`OpaqueObject` data instead of refusing
+            the pickle.
 
     Raises:
         UnsafePickleError: the pickle uses a global or a construct the safe loader refuses.
