@@ -413,6 +413,21 @@ OPTIONS: dict[str, dict[str, Rule]] = {
                         "class_idx": Int(0, MAX_COUNT, null=True), "outdir": Text(null=True)},
     "EvaluateOptions": {"trunc": Num(), "batch_size": SIZE, "seed": Int(0, MAX_SEED, null=True),
                         "num_workers": Int(0, 256), "outdir": Text(null=True)},
+    "ProjectOptions": {"steps": SIZE, "seed": SEED,
+                       "noise_mode": Choice("dgan.project:PROJECT_NOISE_MODES"),
+                       "fps": Num(0, low_open=True), "lr": Num(0, low_open=True),
+                       "noise_weight": Num(0), "w_avg_samples": Int(2, MAX_COUNT),
+                       "class_idx": Int(0, MAX_COUNT, null=True), "target": Text(null=True),
+                       "outdir": Text(null=True)},
+    "StyleMixingOptions": {"trunc": Num(), "class_idx": Int(0, MAX_COUNT, null=True),
+                           "noise_mode": Choice("dgan.generate:NOISE_MODES"),
+                           "outdir": Text(null=True)},
+    "VideoOptions": {"space": Choice("dgan.video:SPACES"),
+                     "interp": Choice("dgan.video:INTERPOLATIONS", null=True), "frames": SIZE,
+                     "trunc": Num(), "class_idx": Int(0, MAX_COUNT, null=True),
+                     "noise_mode": Choice("dgan.generate:NOISE_MODES"),
+                     "format": Choice("dgan.files.video_frames:VIDEO_FORMATS", null=True),
+                     "fps": Num(0, low_open=True), "outdir": Text(null=True)},
 }
 
 
