@@ -1,8 +1,9 @@
-"""A StyleGAN2-ADA / Diffusion-GAN network pickle as a dgan checkpoint.
+"""A StyleGAN2-ADA / Diffusion-GAN / Diffusion-ProjectedGAN network pickle as a dgan checkpoint.
 
 The pickle is read as data (:mod:`dgan.interop.persistence`, nothing it embeds runs), its
 networks are mapped onto dgan's by name with every shape checked
-(:mod:`dgan.interop.stylegan2_ada`), and the result is the dict ``dgan.train`` writes: the
+(:mod:`dgan.interop.stylegan2_ada`, or :mod:`dgan.interop.projected_gan` for Projected GAN's
+networks), and the result is the dict ``dgan.train`` writes: the
 weights under ``state_dict`` (``G.``, ``G_ema.``, ``D.``) and, under ``dgan``, a plain-dict
 config whose ``model.generator`` / ``model.discriminator`` rebuild the networks. It loads with
 ``weights_only=True`` like every dgan checkpoint, so ``generate``, ``evaluate`` and
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from dgan.files.atomic import atomic_write
+from dgan.interop import projected_gan
 from dgan.interop.persistence import NetworkPickle, load_network_pickle
 from dgan.interop.stylegan2_ada import (
     config_from_pickle,
@@ -56,6 +58,8 @@ def checkpoint_from_network_pickle(net_pkl: NetworkPickle, source: str) -> dict[
     Raises:
         MappingError: a network does not map onto dgan's (names the tensors).
     """
+    if projected_gan.is_projected_gan_pickle(net_pkl):
+        return _projected_gan_checkpoint(net_pkl, source)
     info = config_from_pickle(net_pkl)
     networks = net_pkl.networks
     G_ema = generator_from_pickle(networks["G_ema"] if "G_ema" in networks else networks["G"])
@@ -65,6 +69,11 @@ def checkpoint_from_network_pickle(net_pkl: NetworkPickle, source: str) -> dict[
     if "D" in networks:
         state.update(_prefixed("D", discriminator_from_pickle(networks["D"])))
         model["discriminator"] = {"_target_": DISCRIMINATOR_TARGET, **info["discriminator"]}
+    return _checkpoint(state, model, info, net_pkl, source)
+
+
+def _checkpoint(state: dict[str, torch.Tensor], model: dict[str, Any], info: dict[str, Any],
+                net_pkl: NetworkPickle, source: str) -> dict[str, Any]:
     progress = net_pkl.progress or {}
     cur_nimg = int(progress.get("cur_nimg", 0) or 0)
     config: dict[str, Any] = {
@@ -81,11 +90,22 @@ def checkpoint_from_network_pickle(net_pkl: NetworkPickle, source: str) -> dict[
     }
 
 
+def _projected_gan_checkpoint(net_pkl: NetworkPickle, source: str) -> dict[str, Any]:
+    info = projected_gan.config_from_pickle(net_pkl)
+    nets = projected_gan.networks_from_pickle(net_pkl)
+    state = {k: v for name, net in nets.items() for k, v in _prefixed(name, net).items()}
+    model: dict[str, Any] = {"generator": info["generator"]}
+    if info["discriminator"] is not None:
+        model["discriminator"] = info["discriminator"]
+    return _checkpoint(state, model, info, net_pkl, source)
+
+
 def read_network_pickle_as_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read ``path`` (a network pickle) and convert it; see :func:`checkpoint_from_network_pickle`.
 
     Diffusion-GAN pickles hold instances of classes of their embedded source (its diffusion's
-    augmentation ``Identity``): those are kept as inert data, never constructed or called.
+    augmentation ``Identity``), and Projected GAN pickles their networks as torch modules with
+    classes by reference: those are kept as inert data, never constructed or called.
     """
     net_pkl = load_network_pickle(path, opaque_classes=True)
     return checkpoint_from_network_pickle(net_pkl, str(path))
