@@ -21,6 +21,11 @@ from torch import nn
 
 from dgan.files.atomic import atomic_write
 from dgan.interop import projected_gan
+from dgan.interop.insgen import (
+    has_contrastive_heads,
+    instance_discriminator_from_pickle,
+    loss_state_from_pickle,
+)
 from dgan.interop.persistence import NetworkPickle, load_network_pickle
 from dgan.interop.stylegan2_ada import (
     config_from_pickle,
@@ -30,6 +35,7 @@ from dgan.interop.stylegan2_ada import (
 
 GENERATOR_TARGET = "dgan.networks.stylegan2.Generator"
 DISCRIMINATOR_TARGET = "dgan.networks.stylegan2.Discriminator"
+INSTANCE_DISCRIMINATOR_TARGET = "dgan.networks.insgen.InstanceDiscriminator"
 DATASET_TARGET = "dgan.data.images.ImageDataset"
 # training_set_kwargs of the reference that mean the same in dgan's ImageDataset.
 DATASET_KEYS = ("path", "resolution", "use_labels", "xflip", "max_size")
@@ -66,7 +72,13 @@ def checkpoint_from_network_pickle(net_pkl: NetworkPickle, source: str) -> dict[
     G = generator_from_pickle(networks["G"]) if "G" in networks else G_ema
     state = {**_prefixed("G", G), **_prefixed("G_ema", G_ema)}
     model: dict[str, Any] = {"generator": {"_target_": GENERATOR_TARGET, **info["generator"]}}
-    if "D" in networks:
+    if "D" in networks and has_contrastive_heads(net_pkl):
+        # Diffusion-InsGen: D with its heads, and D_ema and the queues as InsGenLoss keeps them.
+        D = instance_discriminator_from_pickle(net_pkl)
+        state.update({**_prefixed("D", D), **loss_state_from_pickle(net_pkl)})
+        model["discriminator"] = {"_target_": INSTANCE_DISCRIMINATOR_TARGET,
+                                  **info["discriminator"], "head_dim": D.head_dim}
+    elif "D" in networks:
         state.update(_prefixed("D", discriminator_from_pickle(networks["D"])))
         model["discriminator"] = {"_target_": DISCRIMINATOR_TARGET, **info["discriminator"]}
     return _checkpoint(state, model, info, net_pkl, source)
@@ -120,9 +132,14 @@ def describe(checkpoint: dict[str, Any]) -> str:
     """One line on what a converted checkpoint holds."""
     config = checkpoint["dgan"]["config"]
     g = config["model"]["generator"]
-    nets = sorted({name.split(".", 1)[0] for name in checkpoint["state_dict"]})
+    names = checkpoint["state_dict"]
+    nets = sorted({name.split(".", 1)[0] for name in names} - {"loss"})
+    # InsGen's parts: D's heads, and what its loss keeps (D_ema, queues).
+    insgen = ["heads"] if any(name.startswith("D.heads.") for name in names) else []
+    insgen += sorted({name.split(".")[1] for name in names if name.startswith("loss.")})
+    held = "+".join(nets) + (f" (InsGen: {', '.join(insgen)})" if insgen else "")
     presets = ", ".join(config["presets"]) or "none"
     p = "unknown" if config["p"] is None else f"{config['p']:.4f}"
     kimg = checkpoint["dgan"]["cur_nimg"] / IMAGES_PER_KIMG
-    return (f"{'+'.join(nets)} at {g['img_resolution']} px, {g['img_channels']} channel(s), "
+    return (f"{held} at {g['img_resolution']} px, {g['img_channels']} channel(s), "
             f"c_dim {g['c_dim']}; matching presets: {presets}; p {p}; kimg {kimg:g}")

@@ -60,6 +60,10 @@ class InstanceDiscriminator(Discriminator):
         **kwargs: the arguments of :class:`dgan.networks.stylegan2.Discriminator`.
     """
 
+    # State a pretrained D without heads (Diffusion-StyleGAN2's, or an InsGen snapshot written
+    # before the reference saved its heads) lacks: ``train init=`` leaves it as built.
+    optional_state_prefixes = ("heads.",)
+
     def __init__(self, head_dim: int = DEFAULT_HEAD_DIM, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if head_dim < 1:

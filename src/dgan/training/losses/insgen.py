@@ -28,6 +28,7 @@ each head at each of its calls, i.e. once or twice per round).
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 
 import torch
 import torch.distributed as dist
@@ -183,6 +184,8 @@ class InsGenLoss(StyleGAN2Loss):
         # known; both exist before any checkpoint is loaded, since the module binds in __init__.
         self.D_ema: nn.Module | None = None
         self.queues = nn.ModuleDict()
+        # Set when init= gave D_ema: the fresh run then keeps it instead of copying D.
+        self._pretrained_D_ema = False
 
     @staticmethod
     def _queue_size(name: str, size: int | None, fraction: float, dataset_size: int | None
@@ -211,15 +214,62 @@ class InsGenLoss(StyleGAN2Loss):
     # ------------------------------------------------------------------ module hooks
 
     def start_run(self, rank: int) -> None:
-        # D_ema starts as D: after init= (pretrained D) a random D_ema would lag for thousands of
-        # steps. Each rank draws its own views (the diffusion's and ADA's rule).
-        with torch.no_grad():
-            for ema, own in zip(self.D_ema.state_dict().values(),
-                                self.nets.D.state_dict().values(), strict=True):
-                ema.copy_(own)
+        # D_ema starts as D unless init= gave one: after init= of a D alone a random D_ema would
+        # lag for thousands of steps. Each rank draws its own views (the diffusion's and ADA's
+        # rule).
+        if not self._pretrained_D_ema:
+            with torch.no_grad():
+                for ema, own in zip(self.D_ema.state_dict().values(),
+                                    self.nets.D.state_dict().values(), strict=True):
+                    ema.copy_(own)
         augment = self.view_augment
         if augment is not None and hasattr(augment, "reseed"):
             augment.reseed(augment.seed + VIEW_SEED_OFFSET + rank)
+
+    def init_from(self, state: Mapping[str, torch.Tensor], source: str) -> list[str]:
+        """Take D_ema and the queues of a pretrained loss state (``train init=``).
+
+        D_ema is taken when ``state`` has it (a dgan InsGen checkpoint, or a Diffusion-InsGen
+        pickle with its D_ema and momentum heads); without it the run starts D_ema as D. A queue
+        is taken when it has this run's length, which follows the dataset size: another
+        length starts with random keys, as any fresh run does, and is said so.
+
+        Args:
+            state: the source's ``loss.*`` tensors without the ``loss.`` prefix.
+            source: the file they came from (for messages).
+
+        Returns:
+            What was taken (``D_ema``, ``real queue``, ``fake queue``).
+
+        Raises:
+            ValueError: the source's D_ema does not fit this run's D.
+        """
+        taken = []
+        prefix = "D_ema."
+        d_ema = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if d_ema:
+            own = self.D_ema.state_dict()
+            bad = sorted(set(own) ^ set(d_ema))
+            bad += [k for k in own if k in d_ema and d_ema[k].shape != own[k].shape]
+            if bad:
+                raise ValueError(f"its D_ema does not fit this model ({', '.join(bad[:3])})")
+            self.D_ema.load_state_dict(d_ema)
+            self._pretrained_D_ema = True
+            taken.append("D_ema")
+        for head, queue in self.queues.items():
+            keys, ptr = state.get(f"queues.{head}.keys"), state.get(f"queues.{head}.ptr")
+            if keys is None or ptr is None:
+                continue
+            if tuple(keys.shape) != tuple(queue.keys.shape):
+                print(f"[dgan] init: the {head} queue of {source} holds keys of shape "
+                      f"{list(keys.shape)}, this run's {list(queue.keys.shape)} (its length is "
+                      "queue_fraction of the dataset): it starts with random keys", flush=True)
+                continue
+            with torch.no_grad():
+                queue.keys.copy_(keys)
+                queue.ptr.copy_(ptr)
+            taken.append(f"{head} queue")
+        return taken
 
     def begin_iteration(self) -> None:
         # Once per iteration, before the phases, as the reference updates D_ema.
