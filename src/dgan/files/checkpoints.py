@@ -7,7 +7,9 @@ config (``model.generator`` has a ``_target_``), so a checkpoint does not pickle
 working as long as the network's constructor and parameter names do.
 
 A StyleGAN2-ADA / Diffusion-GAN network pickle (``.pkl``) is read as one too: converted in
-memory by :mod:`dgan.interop.convert`, without running the code it embeds.
+memory by :mod:`dgan.interop.convert`, without running the code it embeds. The name of one of
+the authors' published networks stands for its file, fetched once through the Hugging Face hub
+(:mod:`dgan.interop.hub`).
 """
 
 from __future__ import annotations
@@ -152,11 +154,13 @@ def read_pickle_checkpoint(path: str | Path, key: str = "pkl") -> dict[str, Any]
     import pickle
 
     from dgan.interop.convert import read_network_pickle_as_checkpoint
+    from dgan.interop.hub import resolve_network
     from dgan.interop.stylegan2_ada import MappingError
 
-    path = Path(path)
+    path = resolve_network(path, key)  # a published network's name: its file in the hub cache
     if not path.is_file():
-        raise ConfigError(f"{key}={path}: no such network pickle; give a StyleGAN2-ADA .pkl")
+        raise ConfigError(f"{key}={path}: no such network pickle; give a StyleGAN2-ADA .pkl or "
+                          "the name of a published network (diffusion-stylegan2-cifar10 ...)")
     problem = what_file_is(path)
     if problem.startswith(("is empty", "cannot be read", "is a text file")):
         raise ConfigError(f"{key}={path}: {problem}")
@@ -183,8 +187,11 @@ def read_pickle_checkpoint(path: str | Path, key: str = "pkl") -> dict[str, Any]
 
 
 def read_any_checkpoint(path: str | Path, key: str = "ckpt") -> dict[str, Any]:
-    """A dgan checkpoint, or a network pickle converted to one (by the ``.pkl`` suffix)."""
-    if Path(path).suffix == PICKLE_SUFFIX:
+    """A dgan checkpoint, or a network pickle converted to one (by the ``.pkl`` suffix, or a
+    bare name: a published network's, see :mod:`dgan.interop.hub`)."""
+    from dgan.interop.hub import is_bare_name
+
+    if Path(path).suffix == PICKLE_SUFFIX or is_bare_name(path):
         return read_pickle_checkpoint(path, key)
     return read_checkpoint(path, key)
 
