@@ -16,7 +16,7 @@ from dgan.train import hydra_argv
 
 BIN = Path(sys.executable).parent
 SCRIPTS = ("dgan-train", "dgan-generate", "dgan-evaluate", "dgan-prepare", "dgan-bench",
-           "dgan-convert")
+           "dgan-convert", "dgan-sweep-report", "dgan-project", "dgan-style-mixing", "dgan-video")
 
 
 def test_train_rewrites_long_options_and_leaves_hydras_flags() -> None:

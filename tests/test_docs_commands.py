@@ -44,7 +44,8 @@ HASH = re.compile(r"\b[0-9a-f]{7}\b")
 SCRIPTS = {"dgan-train": "dgan.train", "dgan-generate": "dgan.generate",
            "dgan-evaluate": "dgan.evaluate", "dgan-prepare": "dgan.data.prepare",
            "dgan-bench": "dgan.bench", "dgan-convert": "dgan.convert",
-           "dgan-sweep-report": "dgan.sweep_report"}
+           "dgan-sweep-report": "dgan.sweep_report", "dgan-project": "dgan.project",
+           "dgan-style-mixing": "dgan.style_mixing", "dgan-video": "dgan.video"}
 GROUP_ROW = re.compile(r"^\| `([\w/]+)` \| (.*?) \| .* \|$", re.M)
 SMALL_COUNT = "200"
 HYDRA_BUILTIN_CHOICES = {"hydra/launcher": {"basic"}}
