@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dgan import convert, generate
+from dgan import convert, evaluate, generate
 from dgan.config.builder import build_run
 from dgan.files.checkpoints import load_discriminator, load_generator
 from dgan.interop import (
@@ -201,10 +201,27 @@ def test_generate_pkl_equals_generate_of_the_converted_checkpoint(lite_pickle, t
                               np.asarray(Image.open(tmp_path / "b" / name)))
 
 
-def test_train_init_copies_the_pickles_networks(tmp_path):
+@pytest.fixture(scope="module")
+def digits_pickle(tmp_path_factory: pytest.TempPathFactory):
+    """A one-channel FastGAN-lite with its D, for dgan's digits configs."""
     G = fastgan(lite=True, c_dim=0, img_channels=1)
     D = projected_d(c_dim=0, img_channels=1)
-    path = write_fastgan_pickle(tmp_path / "digits.pkl", G, D)
+    path = write_fastgan_pickle(tmp_path_factory.mktemp("digits") / "digits.pkl", G, D)
+    return path, G, D
+
+
+def test_evaluate_pkl_prints_the_metric_table(digits_pickle, tmp_path, capsys):
+    path, _, _ = digits_pickle
+    code = evaluate.main([f"pkl={path}", "metrics=[fid_digits100_full]", "dataset=digits",
+                          f"outdir={tmp_path}", f"cache_dir={tmp_path / 'cache'}"])
+    assert code == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("fid_digits100_full"))
+    assert float(line.split()[1]) > 0
+
+
+def test_train_init_copies_the_pickles_networks(digits_pickle, tmp_path):
+    path, G, D = digits_pickle
     cfg = compose_train(["experiment=digits_projectedgan", f"model.generator.z_dim={Z_DIM}",
                          f"model.generator.ngf={NGF}", "model.discriminator.resize=224",
                          "model.discriminator.disc_resolution=256",

@@ -62,7 +62,7 @@ from dgan.networks.projected.discriminator import (
 )
 from dgan.networks.projected.fastgan import CHANNEL_MULTIPLIER, GLU_SPLIT, SEED_TABLE_KEY
 from dgan.networks.projected.feature_network import DEFAULT_RESIZE, STAGE_STRIDES
-from dgan.networks.projected.projections import CSM_UPSAMPLE, NUM_STAGES
+from dgan.networks.projected.projections import CSM_UPSAMPLE, DEFAULT_COUT, NUM_STAGES
 
 __all__ = [
     "FASTGAN_TARGET",
@@ -461,7 +461,7 @@ def _discriminator_layout(d: Any, c_dim: int) -> dict[str, Any]:
     return {
         "separable": any(class_path(m) == SEPARABLE_CONV for _, m in named_modules(discs[0])),
         "diffusion_position": features.state.get("d_pos", "first"),
-        "cout": int(features.state.get("cout", 64)),
+        "cout": int(features.state.get("cout", DEFAULT_COUT)),
         "expand": bool(features.state.get("expand", True)),
         "cmap_dim": int(discs[0].state.get("cmap_dim", CMAP_DIM)) if cond else CMAP_DIM,
         "embed_dim": int(embed.shape[1]) if isinstance(embed, torch.Tensor) else EMBED_DIM,
