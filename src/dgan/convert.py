@@ -2,6 +2,10 @@
 
     python -m dgan.convert SRC.pkl DEST.ckpt
 
+SRC may also be the name of one of the authors' published networks (diffusion-stylegan2-cifar10,
+diffusion-projectedgan-lsun-bedroom, diffusion-insgen-afhqcat ...), fetched once through the
+Hugging Face hub into its cache (HF_HUB_OFFLINE=1 reads the cache only).
+
 The pickle's embedded source code is never run: only its tensors and plain data are read, and
 anything else (another callable, an unknown class) is refused with one line naming it. The
 checkpoint works with ``dgan.generate ckpt=``, ``dgan.evaluate ckpt=`` and

@@ -53,7 +53,7 @@ class EvaluateOptions:
 
     Args:
         ckpt: checkpoint written by dgan.train; its G_ema makes the fakes, its config the reals.
-        pkl: a StyleGAN2-ADA / Diffusion-GAN network pickle instead (converted on the fly).
+        pkl: a network pickle instead (converted on the fly), or a published network's name.
         images: folder or zip of generated images to evaluate instead of a checkpoint.
         metrics: metric names, e.g. [fid50k_full,pr50k_k3_full]; null: the run's own metrics.
         dataset: conf/dataset entry of the reals (digits, images, ...); null: the checkpoint's

@@ -60,7 +60,7 @@ class GenerateOptions:
 
     Args:
         ckpt: checkpoint written by dgan.train (RUN_DIR/checkpoints/last.ckpt or best.ckpt).
-        pkl: a StyleGAN2-ADA / Diffusion-GAN network pickle instead (converted on the fly).
+        pkl: a network pickle instead (converted on the fly), or a published network's name.
         outdir: directory for seedNNNN.png and grid.png (created if missing).
         seeds: one image per seed: 0-63, 1,5,9, 0-3,10 or a single number.
         trunc: truncation psi (1: no truncation; StyleGAN2 generators only).

@@ -67,7 +67,8 @@ Resume and init
                                          total length, so the same command continues it)
   resume=RUN_DIR/checkpoints/last.ckpt   continue from a given checkpoint
   init=PATH                              a NEW run from weights: a dgan .ckpt or a
-                                         StyleGAN2-ADA network .pkl (fine-tuning)
+                                         StyleGAN2-ADA network .pkl (fine-tuning), or
+                                         a published network's name (diffusion-...)
 
 More
   --cfg job                the composed config (with your overrides), without running
