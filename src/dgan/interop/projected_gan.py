@@ -68,10 +68,13 @@ __all__ = [
     "FASTGAN_TARGET",
     "PROJECTED_D_TARGET",
     "STYLEGAN2_TARGET",
+    "class_path",
     "config_from_pickle",
     "discriminator_from_pickle",
     "generator_from_projected_pickle",
+    "generator_kwargs_from_projected_pickle",
     "is_projected_gan_pickle",
+    "networks_from_pickle",
 ]
 
 FASTGAN_TARGET = "dgan.networks.projected.FastGANGenerator"
