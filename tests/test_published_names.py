@@ -76,8 +76,8 @@ def _fill(cache: Path, name: str, source: Path) -> Path:
     return dest
 
 
-def _error_line(capsys: pytest.CaptureFixture) -> str:
-    err = capsys.readouterr().err
+def _error_line(capture: pytest.CaptureFixture) -> str:
+    err = capture.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: "), err
     return err
 
@@ -124,8 +124,9 @@ def test_an_empty_cache_offline_stops_in_one_line(hub_cache, tmp_path, capsys) -
     assert not list(tmp_path.glob("*.png"))
 
 
-def test_no_connection_stops_in_one_line(hub_cache, tmp_path, capsys,
+def test_no_connection_stops_in_one_line(hub_cache, tmp_path, capfd,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # capfd: the library's own log lines (its retries) would reach the error stream too.
     from huggingface_hub import constants
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
@@ -133,7 +134,7 @@ def test_no_connection_stops_in_one_line(hub_cache, tmp_path, capsys,
     # The library backs off between its retries (23 s in all); the sockets still refuse.
     monkeypatch.setattr("time.sleep", lambda seconds: None)
     assert generate.main([f"pkl={NAME}", f"outdir={tmp_path}", *GENERATE]) == 2
-    err = _error_line(capsys)
+    err = _error_line(capfd)
     assert "the hub cannot be reached" in err and f"hf download {HUB_REPO}" in err
 
 
