@@ -290,16 +290,22 @@ def test_a_wrong_shape_is_one_line_naming_the_tensor(tmp_path, capsys):
     assert len(err) == 1 and "synthesis.to_big.weight_orig" in err[0] and "[3, 4, 5, 5]" in err[0]
 
 
-def test_a_feature_network_unlike_dgans_names_the_tensor(tmp_path):
+def test_a_feature_network_unlike_dgans_is_named_and_the_pickles_values_used(tmp_path):
     G, D = fastgan(lite=True, c_dim=0), projected_d(c_dim=0)
     ref_d = reference_discriminator(D)
     with torch.no_grad():
         ref_d.feature_network.pretrained.layer1[0][0].conv_pw.weight.add_(PERTURBATION)
     path = tmp_path / "features.pkl"
     dump_projected_gan_pickle(path, {"G_ema": reference_fastgan(G), "D": ref_d})
-    with pytest.raises(MappingError, match=r"frozen feature network differs .*: "
-                                           r"feature_network\.pretrained\.layer1\.0\.0\.conv_pw"):
-        networks_from_pickle(load_network_pickle(path, opaque_classes=True))
+    with pytest.warns(UserWarning, match=r"frozen feature network differs .* 1 tensors "
+                                         r"\(first: feature_network\.pretrained\.layer1\.0\.0\."
+                                         r"conv_pw"):
+        nets = networks_from_pickle(load_network_pickle(path, opaque_classes=True))
+    loaded = dict(nets["D"].named_parameters())
+    changed = [n for n, t in loaded.items() if n.startswith("feature_network.")
+               and not torch.equal(t, dict(D.named_parameters())[n])]
+    assert len(changed) == 1 and torch.equal(
+        loaded[changed[0]], ref_d.feature_network.pretrained.layer1[0][0].conv_pw.weight)
 
 
 def test_a_generator_dgan_has_no_network_for_is_named(tmp_path):

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import re
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -137,7 +138,9 @@ LEAF_RENAMES = {
 COUNTER_SUFFIX = "num_batches_tracked"
 # Class embeddings whose surplus rows (beyond c_dim) are dropped.
 EMBEDDING_SUFFIX = "embed.weight"
-# The frozen feature network is compared with dgan's ImageNet weights up to float rounding.
+# The frozen feature network is compared with dgan's ImageNet weights up to float rounding. A
+# difference is warned about, not refused: the pickle's values are what its D was trained with,
+# and timm's port of the weights may differ in rounding from the package dgan ships.
 FROZEN_ATOL = 1e-6
 FROZEN_RTOL = 1e-5
 
@@ -262,15 +265,16 @@ def _load(
     """Copy reference-named tensors into ``net``; every name, shape (and frozen value) checked.
 
     Raises:
-        MappingError: one line naming every missing, extra, unmapped or misshapen tensor, or
-            every frozen tensor that differs from dgan's.
+        MappingError: one line naming every missing, extra, unmapped or misshapen tensor.
+
+    A frozen tensor that differs from dgan's is copied too, with a warning naming it.
     """
     targets: dict[str, torch.Tensor] = dict(net.named_parameters())
     targets.update(net.named_buffers())
     persistent = set(net.state_dict())
     copies: dict[str, torch.Tensor] = {}
     given: dict[str, str] = {}
-    unmapped, extra, shape_errors, frozen_errors = [], [], [], []
+    unmapped, extra, shape_errors, frozen_differences = [], [], [], []
     for ref_name, tensor in source.items():
         names = mapping(ref_name)
         if not names:
@@ -283,12 +287,12 @@ def _load(
             value, problem = _fit(ref_name, name, tensor, targets[name])
             if problem is not None:
                 shape_errors.append(problem)
-            elif (frozen_prefix is not None and name.startswith(frozen_prefix)
-                  and not name.endswith(COUNTER_SUFFIX)
-                  and not torch.allclose(value.to(targets[name].dtype), targets[name],
-                                         atol=FROZEN_ATOL, rtol=FROZEN_RTOL)):
-                frozen_errors.append(f"{ref_name} (-> {name})")
             else:
+                if (frozen_prefix is not None and name.startswith(frozen_prefix)
+                        and not name.endswith(COUNTER_SUFFIX)
+                        and not torch.allclose(value.to(targets[name].dtype), targets[name],
+                                               atol=FROZEN_ATOL, rtol=FROZEN_RTOL)):
+                    frozen_differences.append(f"{ref_name} (-> {name})")
                 copies[name] = value
     missing = sorted(n for n in persistent - set(given) if not n.endswith(COUNTER_SUFFIX))
     parts = []
@@ -300,11 +304,13 @@ def _load(
         parts.append(f"no dgan name for: {', '.join(sorted(unmapped))}")
     if shape_errors:
         parts.append(f"shape mismatch: {'; '.join(sorted(shape_errors))}")
-    if frozen_errors:
-        parts.append("frozen feature network differs from dgan's ImageNet EfficientNet-Lite0: "
-                     + ", ".join(sorted(frozen_errors)))
     if parts:
         raise MappingError(f"{type(net).__name__}: " + " | ".join(parts))
+    if frozen_differences:
+        warnings.warn(f"{type(net).__name__}: the pickle's frozen feature network differs from "
+                      f"dgan's ImageNet EfficientNet-Lite0 in {len(frozen_differences)} tensors "
+                      f"(first: {min(frozen_differences)}); the pickle's values are used",
+                      stacklevel=2)
     with torch.no_grad():
         for name, value in copies.items():
             targets[name].copy_(value.to(targets[name].dtype))
