@@ -17,6 +17,8 @@ CONF = REPO / "conf"
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# Nothing in the suite may download: the published networks resolve from a cache the tests fill.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 # A toy run at reduced width without metrics or picture/progress callbacks (the runs of the
