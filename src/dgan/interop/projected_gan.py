@@ -51,6 +51,7 @@ from dgan.interop.persistence import (
 )
 from dgan.interop.stylegan2_ada import (
     MappingError,
+    check_mapping,
     generator_from_pickle,
     generator_kwargs_from_pickle,
 )
@@ -294,18 +295,9 @@ def _load(
                                                atol=FROZEN_ATOL, rtol=FROZEN_RTOL)):
                     frozen_differences.append(f"{ref_name} (-> {name})")
                 copies[name] = value
-    missing = sorted(n for n in persistent - set(given) if not n.endswith(COUNTER_SUFFIX))
-    parts = []
-    if missing:
-        parts.append(f"missing in the pickle: {', '.join(missing)}")
-    if extra:
-        parts.append(f"extra in the pickle: {', '.join(sorted(extra))}")
-    if unmapped:
-        parts.append(f"no dgan name for: {', '.join(sorted(unmapped))}")
-    if shape_errors:
-        parts.append(f"shape mismatch: {'; '.join(sorted(shape_errors))}")
-    if parts:
-        raise MappingError(f"{type(net).__name__}: " + " | ".join(parts))
+    check_mapping(net, missing=[n for n in persistent - set(given)
+                                if not n.endswith(COUNTER_SUFFIX)],
+                  extra=extra, unmapped=unmapped, shape_errors=shape_errors)
     if frozen_differences:
         warnings.warn(f"{type(net).__name__}: the pickle's frozen feature network differs from "
                       f"dgan's ImageNet EfficientNet-Lite0 in {len(frozen_differences)} tensors "

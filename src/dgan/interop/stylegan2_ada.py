@@ -284,6 +284,36 @@ def _format_names(names: Iterable[str]) -> str:
     return ", ".join(sorted(names)) or "-"
 
 
+def check_mapping(
+    net: nn.Module,
+    *,
+    missing: Iterable[str] = (),
+    extra: Iterable[str] = (),
+    unmapped: Iterable[str] = (),
+    shape_errors: Iterable[str] = (),
+    constant_errors: Iterable[str] = (),
+) -> None:
+    """Raise one :class:`MappingError` line listing every problem of a name mapping, if any.
+
+    Args:
+        net: the dgan network being filled (named in the message).
+        missing: dgan tensors the pickle does not provide.
+        extra: pickle tensors with no room in ``net`` (``ref (-> dgan)``).
+        unmapped: pickle tensors no mapping row names.
+        shape_errors: one description per misshapen tensor.
+        constant_errors: constants whose values differ from dgan's.
+    """
+    parts = [f"{label}: {text}" for label, text in (
+        ("missing in the pickle", _format_names(missing)),
+        ("extra in the pickle", _format_names(extra)),
+        ("no dgan name for", _format_names(unmapped)),
+        ("shape mismatch", "; ".join(sorted(shape_errors))),
+        ("constant differs from dgan's", _format_names(constant_errors)),
+    ) if text not in ("", "-")]
+    if parts:
+        raise MappingError(f"{type(net).__name__}: " + " | ".join(parts))
+
+
 def load_tensors(
     net: nn.Module, source: Mapping[str, torch.Tensor], table: Iterable[tuple[str, str]]
 ) -> None:
@@ -332,20 +362,8 @@ def load_tensors(
                 constant_errors.append(f"{ref_name} (-> {name})")
         else:
             mapped[name] = tensor
-    missing = persistent - set(seen)
-    if unmapped or extra or shape_errors or constant_errors or missing:
-        parts = []
-        if missing:
-            parts.append(f"missing in the pickle: {_format_names(missing)}")
-        if extra:
-            parts.append(f"extra in the pickle: {_format_names(extra)}")
-        if unmapped:
-            parts.append(f"no dgan name for: {_format_names(unmapped)}")
-        if shape_errors:
-            parts.append(f"shape mismatch: {'; '.join(sorted(shape_errors))}")
-        if constant_errors:
-            parts.append(f"constant differs from dgan's: {_format_names(constant_errors)}")
-        raise MappingError(f"{type(net).__name__}: " + " | ".join(parts))
+    check_mapping(net, missing=persistent - set(seen), extra=extra, unmapped=unmapped,
+                  shape_errors=shape_errors, constant_errors=constant_errors)
     with torch.no_grad():
         for name, tensor in mapped.items():
             targets[name].copy_(tensor.to(targets[name].dtype))
