@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dgan.config.cli_args import parse_key_values, run_command, usage
+from dgan.config.cli_args import key_value_main
 from dgan.config.instantiation import ConfigError, build
 from dgan.files.atomic import atomic_write_bytes
 from dgan.files.checkpoints import (
@@ -314,16 +314,7 @@ def run(opts: GenerateOptions) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry: 0 on success, 2 (and one ``error:`` line) on bad input."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in argv):
-        print(usage("dgan.generate", GenerateOptions))
-        return 0
-
-    def action() -> None:
-        opts, _ = parse_key_values(argv, GenerateOptions)
-        run(opts)
-
-    return run_command(action)
+    return key_value_main("dgan.generate", GenerateOptions, run, argv)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
-from dgan.config.cli_args import parse_key_values, run_command, usage
+from dgan.config.cli_args import key_value_main
 from dgan.config.instantiation import ConfigError
 from dgan.files.atomic import atomic_write
 from dgan.files.checkpoints import load_generator, resolve_device
@@ -433,16 +433,7 @@ def run(opts: ProjectOptions) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry: 0 on success, 2 (and one ``error:`` line) on bad input."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in argv):
-        print(usage("dgan.project", ProjectOptions))
-        return 0
-
-    def action() -> None:
-        opts, _ = parse_key_values(argv, ProjectOptions)
-        run(opts)
-
-    return run_command(action)
+    return key_value_main("dgan.project", ProjectOptions, run, argv)
 
 
 if __name__ == "__main__":

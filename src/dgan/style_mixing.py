@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dgan.config.cli_args import parse_key_values, run_command, usage
+from dgan.config.cli_args import key_value_main
 from dgan.config.instantiation import ConfigError
 from dgan.files.checkpoints import load_generator, resolve_device
 from dgan.files.pictures import save_image_grid, save_png, to_uint8
@@ -214,16 +214,7 @@ def run(opts: StyleMixingOptions) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry: 0 on success, 2 (and one ``error:`` line) on bad input."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in argv):
-        print(usage("dgan.style_mixing", StyleMixingOptions))
-        return 0
-
-    def action() -> None:
-        opts, _ = parse_key_values(argv, StyleMixingOptions)
-        run(opts)
-
-    return run_command(action)
+    return key_value_main("dgan.style_mixing", StyleMixingOptions, run, argv)
 
 
 if __name__ == "__main__":

@@ -213,3 +213,20 @@ def run_command(action: Callable[[], object]) -> int:
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 2
     return 0
+
+
+def key_value_main(command: str, options: type[T], run: Callable[[T], object],
+                   argv: Sequence[str] | None = None) -> int:
+    """The whole ``main`` of a ``key=value`` command: ``--help``, parsing, then ``run``.
+
+    Args:
+        command: the module, as ``python -m`` takes it (shown by ``--help``).
+        options: the command's options dataclass (its fields are the keys).
+        run: what the command does with the parsed options.
+        argv: the arguments (None: ``sys.argv[1:]``).
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in args):
+        print(usage(command, options))
+        return 0
+    return run_command(lambda: run(parse_key_values(args, options)[0]))
