@@ -36,7 +36,7 @@ from torch import nn
 from dgan.config.cli_args import parse_key_values, run_command, usage
 from dgan.config.instantiation import ConfigError, build
 from dgan.files.atomic import atomic_write_bytes
-from dgan.files.checkpoints import load_generator, resolve_device
+from dgan.files.checkpoints import load_generator_from, resolve_device
 from dgan.metrics.feature_extractors import WeightsUnavailableError, check_weights_available
 from dgan.metrics.image_set import ImageSetGenerator
 from dgan.metrics.registry import MetricOptions, available_metrics, compute_metric, lookup_metric
@@ -255,8 +255,7 @@ def run(opts: EvaluateOptions, dataset_changes: dict[str, Any] | None = None) ->
     loaded = None
     run_config: dict[str, Any] | None = None
     if opts.ckpt is not None or opts.pkl is not None:
-        loaded = (load_generator(opts.ckpt, device) if opts.ckpt is not None
-                  else load_generator(opts.pkl, device, key="pkl"))
+        loaded = load_generator_from(opts.ckpt, opts.pkl, device)
         run_config = loaded.config
     elif opts.images is not None and not Path(opts.images).exists():
         raise ConfigError(f"images={opts.images}: no such folder or zip of images")

@@ -32,8 +32,9 @@ from dgan.files.atomic import atomic_write_bytes
 from dgan.files.checkpoints import (
     LoadedGenerator,
     NoDiscriminatorWeights,
+    check_generator_source,
     load_discriminator,
-    load_generator,
+    load_generator_from,
     resolve_device,
 )
 from dgan.files.pictures import save_image_grid, save_png, save_scatter, to_uint8
@@ -269,9 +270,7 @@ def _training_points(loaded: LoadedGenerator) -> torch.Tensor | None:
 
 def run(opts: GenerateOptions) -> list[Path]:
     """Check the options, load the checkpoint, generate and write; returns the written files."""
-    if (opts.ckpt is None) == (opts.pkl is None):
-        raise ConfigError("give exactly one of ckpt=RUN_DIR/checkpoints/last.ckpt or "
-                          "pkl=NETWORK.pkl")
+    check_generator_source(opts.ckpt, opts.pkl)
     if opts.outdir is None:
         raise ConfigError("outdir is required: the directory for the PNGs, e.g. outdir=out")
     from dgan.files.writable import check_creatable_dir
@@ -281,8 +280,7 @@ def run(opts: GenerateOptions) -> list[Path]:
     if opts.grid_columns is not None and opts.grid_columns < 1:
         raise ConfigError(f"grid_columns={opts.grid_columns} must be >= 1 (or null)")
     device = resolve_device(opts.device)
-    loaded = (load_generator(opts.ckpt, device) if opts.ckpt is not None
-              else load_generator(opts.pkl, device, key="pkl"))
+    loaded = load_generator_from(opts.ckpt, opts.pkl, device)
     # Label and kwargs are checked before any image is made or any file written.
     class_label(loaded.G, opts.class_idx)
     generator_kwargs(loaded.G, opts.trunc, opts.noise_mode)

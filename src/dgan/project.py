@@ -41,7 +41,7 @@ from torch import nn
 from dgan.config.cli_args import key_value_main
 from dgan.config.instantiation import ConfigError
 from dgan.files.atomic import atomic_write
-from dgan.files.checkpoints import load_generator, resolve_device
+from dgan.files.checkpoints import check_generator_source, load_generator_from, resolve_device
 from dgan.files.pictures import save_png, to_uint8
 from dgan.files.video_frames import check_mp4, write_mp4
 from dgan.files.writable import check_creatable_dir, check_writable_dir
@@ -393,9 +393,7 @@ def load_lpips(weights_dir: str | None, device: torch.device) -> nn.Module:
 
 def run(opts: ProjectOptions) -> list[Path]:
     """Check the options, load G and VGG16, project and write; returns the written files."""
-    if (opts.ckpt is None) == (opts.pkl is None):
-        raise ConfigError("give exactly one of ckpt=RUN_DIR/checkpoints/last.ckpt or "
-                          "pkl=NETWORK.pkl")
+    check_generator_source(opts.ckpt, opts.pkl)
     if opts.target is None:
         raise ConfigError("target is required: the image to project, e.g. target=face.png")
     if opts.outdir is None:
@@ -410,8 +408,7 @@ def run(opts: ProjectOptions) -> list[Path]:
         check_mp4("save_video", "true", "save_video=false")
     device = resolve_device(opts.device)
     lpips = load_lpips(opts.weights_dir, device)
-    loaded = (load_generator(opts.ckpt, device) if opts.ckpt is not None
-              else load_generator(opts.pkl, device, key="pkl"))
+    loaded = load_generator_from(opts.ckpt, opts.pkl, device)
     check_projectable(loaded.G)
     class_label(loaded.G, opts.class_idx)
     target = target_tensor(image, int(loaded.G.img_resolution), int(loaded.G.img_channels))

@@ -27,7 +27,7 @@ from torch import nn
 
 from dgan.config.cli_args import key_value_main
 from dgan.config.instantiation import ConfigError
-from dgan.files.checkpoints import load_generator, resolve_device
+from dgan.files.checkpoints import check_generator_source, load_generator_from, resolve_device
 from dgan.files.pictures import save_image_grid, save_png, to_uint8
 from dgan.files.writable import check_creatable_dir, check_writable_dir
 from dgan.generate import GRID_FILE, class_label, generator_kwargs, parse_seeds, seed_latent
@@ -183,9 +183,7 @@ def write_grid(grid: MixingGrid, outdir: Path, images: bool) -> list[Path]:
 
 def run(opts: StyleMixingOptions) -> list[Path]:
     """Check the options, load the generator, mix and write; returns the written files."""
-    if (opts.ckpt is None) == (opts.pkl is None):
-        raise ConfigError("give exactly one of ckpt=RUN_DIR/checkpoints/last.ckpt or "
-                          "pkl=NETWORK.pkl")
+    check_generator_source(opts.ckpt, opts.pkl)
     if opts.outdir is None:
         raise ConfigError("outdir is required: the directory for grid.png, e.g. outdir=out")
     for key, example in (("rows", "rows=85,100,75"), ("cols", "cols=55,821")):
@@ -196,8 +194,7 @@ def run(opts: StyleMixingOptions) -> list[Path]:
     cols = parse_seeds(opts.cols, "cols")
     styles = parse_seeds(opts.styles, "styles")
     device = resolve_device(opts.device)
-    loaded = (load_generator(opts.ckpt, device) if opts.ckpt is not None
-              else load_generator(opts.pkl, device, key="pkl"))
+    loaded = load_generator_from(opts.ckpt, opts.pkl, device)
     check_styles(loaded.G, styles, opts.styles)
     generator_kwargs(loaded.G, opts.trunc, opts.noise_mode)
     class_label(loaded.G, opts.class_idx)

@@ -28,7 +28,7 @@ from torch import nn
 
 from dgan.config.cli_args import key_value_main
 from dgan.config.instantiation import ConfigError
-from dgan.files.checkpoints import load_generator, resolve_device
+from dgan.files.checkpoints import check_generator_source, load_generator_from, resolve_device
 from dgan.files.pictures import to_uint8
 from dgan.files.video_frames import MP4, PNG, check_mp4, mp4_problem, write_mp4, write_png_frames
 from dgan.files.writable import check_creatable_dir, check_writable_dir
@@ -239,9 +239,7 @@ def _video_format(requested: str | None) -> str:
 
 def run(opts: VideoOptions) -> list[Path]:
     """Check the options, load the generator, render and write; returns the written files."""
-    if (opts.ckpt is None) == (opts.pkl is None):
-        raise ConfigError("give exactly one of ckpt=RUN_DIR/checkpoints/last.ckpt or "
-                          "pkl=NETWORK.pkl")
+    check_generator_source(opts.ckpt, opts.pkl)
     if opts.outdir is None:
         raise ConfigError("outdir is required: the directory for video.mp4 or the frames, "
                           "e.g. outdir=out")
@@ -249,8 +247,7 @@ def run(opts: VideoOptions) -> list[Path]:
     seeds = parse_seeds(opts.seeds)
     video_format = _video_format(opts.format)
     device = resolve_device(opts.device)
-    loaded = (load_generator(opts.ckpt, device) if opts.ckpt is not None
-              else load_generator(opts.pkl, device, key="pkl"))
+    loaded = load_generator_from(opts.ckpt, opts.pkl, device)
     check_video_settings(loaded.G, seeds, opts.space, opts.interp, opts.trunc, opts.noise_mode,
                          opts.class_idx)
     outdir = Path(opts.outdir)

@@ -248,6 +248,21 @@ def load_generator(
     return LoadedGenerator(path=Path(path), G=G, config=config, kimg=kimg)
 
 
+def check_generator_source(ckpt: str | None, pkl: str | None) -> None:
+    """The commands that draw from a generator take exactly one of ``ckpt=`` and ``pkl=``."""
+    if (ckpt is None) == (pkl is None):
+        raise ConfigError("give exactly one of ckpt=RUN_DIR/checkpoints/last.ckpt or "
+                          "pkl=NETWORK.pkl (or a published network's name)")
+
+
+def load_generator_from(ckpt: str | None, pkl: str | None,
+                        device: torch.device | str = "cpu") -> LoadedGenerator:
+    """:func:`load_generator` of whichever of ``ckpt=`` / ``pkl=`` was given, errors naming it."""
+    check_generator_source(ckpt, pkl)
+    return load_generator(ckpt, device) if ckpt is not None else load_generator(pkl, device,
+                                                                                key="pkl")
+
+
 class NoDiscriminatorWeights(ConfigError):
     """The checkpoint holds G_ema only (e.g. written from a generator alone)."""
 
