@@ -118,9 +118,9 @@ $(REPRO_DIR)/augment/%/.done: $(STAMP)
 
 # Diffusion-ProjectedGAN with and without its feature diffusion, beside Diffusion-StyleGAN2
 # given the same CPU time: PROJ_SG2_KIMG kimg of digits_stylegan2 cost about what the 8 kimg
-# of digits_projectedgan cost (one thread each: about 70 s per projected kimg against 4.5 s per
-# kimg of the 16 px digits StyleGAN2).
-PROJ_SG2_KIMG ?= 120
+# of digits_projectedgan cost (train_seconds, one thread each beside another job: about 36 s per
+# projected kimg against 4.3 s per kimg of the 16 px digits StyleGAN2).
+PROJ_SG2_KIMG ?= 64
 reproduce-projected: $(REPRO_DIR)/projected/projectedgan/.done \
 		$(REPRO_DIR)/projected/stylegan2/.done
 	$(REPORT) $(REPRO_DIR)/projected --group-by experiment,diffusion
