@@ -317,3 +317,14 @@ def test_a_generator_dgan_has_no_network_for_is_named(tmp_path):
     dump_projected_gan_pickle(path, {"G_ema": ref_g})
     with pytest.raises(MappingError, match="OtherSynthesis; dgan maps .*FastganSynthesis"):
         networks_from_pickle(load_network_pickle(path, opaque_classes=True))
+
+
+def test_a_child_that_is_not_a_module_is_one_line(tmp_path, capsys):
+    ref_g = reference_fastgan(fastgan(lite=True, c_dim=0))
+    ref_g.synthesis._modules["feat_16"] = 3  # plain data where a block should be
+    path = tmp_path / "malformed.pkl"
+    dump_projected_gan_pickle(path, {"G_ema": ref_g})
+    assert convert.main([str(path), str(tmp_path / "out.ckpt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "child 'synthesis.feat_16' is a int, not a module" in err[0]
+    assert not (tmp_path / "out.ckpt").exists()

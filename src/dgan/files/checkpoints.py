@@ -155,6 +155,7 @@ def read_pickle_checkpoint(path: str | Path, key: str = "pkl") -> dict[str, Any]
 
     from dgan.interop.convert import read_network_pickle_as_checkpoint
     from dgan.interop.hub import resolve_network
+    from dgan.interop.persistence import NotAModuleError
     from dgan.interop.stylegan2_ada import MappingError
 
     path = resolve_network(path, key)  # a published network's name: its file in the hub cache
@@ -177,7 +178,8 @@ def read_pickle_checkpoint(path: str | Path, key: str = "pkl") -> dict[str, Any]
         raise ConfigError(f"{key}={path}: {problem.replace('checkpoint', 'network pickle')}")
     try:
         return read_network_pickle_as_checkpoint(path)
-    except (pickle.UnpicklingError, MappingError, EOFError, KeyError, ValueError) as err:
+    except (pickle.UnpicklingError, MappingError, NotAModuleError, EOFError, KeyError,
+            ValueError) as err:
         # UnsafePickleError is an UnpicklingError: it names the refused class.
         text = " ".join(str(err).split())[:300]
         if isinstance(err, EOFError):

@@ -32,6 +32,7 @@ import torch
 
 __all__ = [
     "NetworkPickle",
+    "NotAModuleError",
     "OpaqueObject",
     "PersistentObject",
     "UnsafePickleError",
@@ -81,6 +82,10 @@ INIT_ARGS = "_init_args"
 
 class UnsafePickleError(pickle.UnpicklingError):
     """A pickle asked for a global (or a use of one) that the safe loader does not admit."""
+
+
+class NotAModuleError(TypeError):
+    """Where a module's state should hold a module (a child, a network), it holds other data."""
 
 
 @dataclass(eq=False)
@@ -552,7 +557,7 @@ def is_module(obj: Any) -> bool:
 
 def _module_state(obj: Any) -> dict[str, Any]:
     if not is_module(obj):
-        raise TypeError(f"{obj!r} is not a torch.nn.Module read from a pickle")
+        raise NotAModuleError(f"{obj!r} is not a torch.nn.Module read from a pickle")
     return obj.state
 
 
@@ -569,7 +574,9 @@ def named_modules(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
             continue
         child_name = f"{prefix}.{name}" if prefix else name
         if not is_module(child):
-            raise TypeError(f"child {child_name!r} is a {type(child).__name__}, not a module")
+            raise NotAModuleError(
+                f"child {child_name!r} is a {type(child).__name__}, not a module"
+            )
         yield from named_modules(child, child_name)
 
 
