@@ -62,7 +62,13 @@ W_KEY = "w"
 NOISE_KEY_PREFIX = "noise."
 NOISE_BUFFER = "noise_const"
 
-# StyleGAN2-ADA's projector settings.
+# StyleGAN2-ADA's projector settings (its defaults, so that projections compare with its own).
+DEFAULT_STEPS = 1000
+DEFAULT_SEED = 303
+DEFAULT_LR = 0.1
+DEFAULT_NOISE_WEIGHT = 1e5  # weight of the noise maps' penalty towards white noise
+DEFAULT_W_AVG_SAMPLES = 10000
+DEFAULT_VIDEO_FPS = 10.0
 W_AVG_SEED = 123  # the latents w's centre and spread are measured on
 INITIAL_NOISE_FACTOR = 0.05  # w noise at step 0, in units of w's spread
 NOISE_RAMP_LENGTH = 0.75  # fraction of the steps over which the w noise fades out
@@ -86,7 +92,7 @@ class ProjectOptions:
 
     Args:
         ckpt: checkpoint written by dgan.train (RUN_DIR/checkpoints/last.ckpt or best.ckpt).
-        pkl: a StyleGAN2-ADA / Diffusion-GAN network pickle instead (converted on the fly).
+        pkl: a network pickle instead (converted on the fly), or a published network's name.
         target: the image to project (any size; centre-cropped and resized to G's resolution).
         outdir: directory for target.png, proj.png, projected_w.npz, proj.mp4 (created if missing).
         steps: optimisation steps (the reference's 1000).
@@ -106,14 +112,14 @@ class ProjectOptions:
     pkl: str | None = None
     target: str | None = None
     outdir: str | None = None
-    steps: int = 1000
-    seed: int = 303
+    steps: int = DEFAULT_STEPS
+    seed: int = DEFAULT_SEED
     noise_mode: str = "const"
     save_video: bool = False
-    fps: float = 10.0
-    lr: float = 0.1
-    noise_weight: float = 1e5
-    w_avg_samples: int = 10000
+    fps: float = DEFAULT_VIDEO_FPS
+    lr: float = DEFAULT_LR
+    noise_weight: float = DEFAULT_NOISE_WEIGHT
+    w_avg_samples: int = DEFAULT_W_AVG_SAMPLES
     class_idx: int | None = None
     weights_dir: str | None = None
     device: str | None = None
@@ -249,12 +255,12 @@ def project(
     target: torch.Tensor,
     lpips: nn.Module,
     *,
-    steps: int = 1000,
-    seed: int = 303,
+    steps: int = DEFAULT_STEPS,
+    seed: int = DEFAULT_SEED,
     noise_mode: str = "const",
-    lr: float = 0.1,
-    noise_weight: float = 1e5,
-    w_avg_samples: int = 10000,
+    lr: float = DEFAULT_LR,
+    noise_weight: float = DEFAULT_NOISE_WEIGHT,
+    w_avg_samples: int = DEFAULT_W_AVG_SAMPLES,
     class_idx: int | None = None,
     device: torch.device | str = "cpu",
     log_every: int = 0,
