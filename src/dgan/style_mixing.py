@@ -43,7 +43,7 @@ class StyleMixingOptions:
 
     Args:
         ckpt: checkpoint written by dgan.train (RUN_DIR/checkpoints/last.ckpt or best.ckpt).
-        pkl: a StyleGAN2-ADA / Diffusion-GAN network pickle instead (converted on the fly).
+        pkl: a network pickle instead (converted on the fly), or a published network's name.
         outdir: directory for grid.png (and the images) (created if missing).
         rows: seeds of the rows, whose w each row keeps: 85,100,75 or 0-4.
         cols: seeds of the columns, whose w replaces the styles layers: 55,821 or 5-9.

@@ -50,7 +50,7 @@ class VideoOptions:
 
     Args:
         ckpt: checkpoint written by dgan.train (RUN_DIR/checkpoints/last.ckpt or best.ckpt).
-        pkl: a StyleGAN2-ADA / Diffusion-GAN network pickle instead (converted on the fly).
+        pkl: a network pickle instead (converted on the fly), or a published network's name.
         outdir: directory for video.mp4 or the PNG frames (created if missing).
         seeds: the key frames, in order (at least 2): 0-5, 3,1,4 or 0-3,10.
         space: interpolate in z (any generator) or in w (StyleGAN2 only).
