@@ -62,6 +62,9 @@ HOME_ENV = "HF_HOME"
 HOME_CACHE_FOLDER = "hub"
 TRUE_VALUES = frozenset({"1", "ON", "YES", "TRUE"})
 HUB_LOGGER = "huggingface_hub"
+# Characters of the hub's own error message kept in the one-line error (its HTTP errors can
+# carry a long server response).
+HUB_ERROR_CHARS = 200
 
 
 def hub_filename(name: str) -> str:
@@ -142,7 +145,7 @@ def published_network(name: str, key: str) -> Path:
                           f"cache {_cache_shown()} and the hub cannot be reached; {by_hand}"
                           ) from None
     except HfHubHTTPError as err:
-        text = " ".join(str(err).split())[:200]
+        text = " ".join(str(err).split())[:HUB_ERROR_CHARS]
         raise ConfigError(f"{key}={name}: the hub did not give {filename} of {HUB_REPO} "
                           f"({text}); {by_hand}") from None
     return Path(local)
