@@ -14,11 +14,12 @@ lists them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,19 @@ def generator_kwargs(G: nn.Module, trunc: float, noise_mode: str) -> dict[str, A
     return {"truncation_psi": trunc, "noise_mode": noise_mode}
 
 
+@contextlib.contextmanager
+def seeded_rng(seed: int, device: torch.device | str) -> Iterator[None]:
+    """torch's RNG seeded with ``seed`` inside the block, the caller's state restored after.
+
+    Args:
+        seed: the seed.
+        device: where the random numbers are drawn (a CUDA device forks CUDA's RNG too).
+    """
+    with torch.random.fork_rng(devices=[] if torch.device(device).type == "cpu" else None):
+        torch.manual_seed(seed)
+        yield
+
+
 @torch.no_grad()
 def generate(
     G: nn.Module,
@@ -190,8 +204,7 @@ def generate(
     for seed in seeds:
         z = seed_latent(seed, int(G.z_dim)).to(device)
         # Random noise comes from torch's RNG: seed it too, without touching the caller's.
-        with torch.random.fork_rng(devices=[] if torch.device(device).type == "cpu" else None):
-            torch.manual_seed(seed)
+        with seeded_rng(seed, device):
             outputs.append(G(z, c, **kwargs).float().cpu())
     return torch.cat(outputs)
 

@@ -45,7 +45,7 @@ from dgan.files.checkpoints import check_generator_source, load_generator_from, 
 from dgan.files.pictures import save_png, to_uint8
 from dgan.files.video_frames import check_mp4, write_mp4
 from dgan.files.writable import check_creatable_dir, check_writable_dir
-from dgan.generate import class_label
+from dgan.generate import class_label, seeded_rng
 from dgan.metrics.feature_extractors import (
     VGG16_NVIDIA,
     WeightsUnavailableError,
@@ -295,9 +295,7 @@ def project(
     num_ws = int(G.mapping.num_ws)
     noise_maps = ([buf for name, buf in G.synthesis.named_buffers()
                    if name.endswith(NOISE_BUFFER)] if noise_mode == "const" else [])
-    fork_devices = [] if torch.device(device).type == "cpu" else None
-    with torch.random.fork_rng(devices=fork_devices):
-        torch.manual_seed(seed)
+    with seeded_rng(seed, device):
         with torch.no_grad():
             target_features = lpips_features(lpips, target[None].to(device, torch.float32))
         w_opt = w_avg.clone().requires_grad_(True)

@@ -30,7 +30,14 @@ from dgan.config.instantiation import ConfigError
 from dgan.files.checkpoints import check_generator_source, load_generator_from, resolve_device
 from dgan.files.pictures import save_image_grid, save_png, to_uint8
 from dgan.files.writable import check_creatable_dir, check_writable_dir
-from dgan.generate import GRID_FILE, class_label, generator_kwargs, parse_seeds, seed_latent
+from dgan.generate import (
+    GRID_FILE,
+    class_label,
+    generator_kwargs,
+    parse_seeds,
+    seed_latent,
+    seeded_rng,
+)
 
 # The top-left cell of the grid, which no seed owns: -1 is black in [-1, 1] images.
 EMPTY_CELL = -1.0
@@ -136,11 +143,9 @@ def style_mixing_grid(
     z = torch.cat([seed_latent(seed, int(G.z_dim)) for seed in seeds]).to(device)
     w_of = dict(zip(seeds, G.mapping(z, c.expand(len(z), -1), truncation_psi=trunc),
                     strict=True))
-    fork_devices = [] if torch.device(device).type == "cpu" else None
 
     def synthesize(ws: torch.Tensor, noise_seed: int) -> torch.Tensor:
-        with torch.random.fork_rng(devices=fork_devices):
-            torch.manual_seed(noise_seed)
+        with seeded_rng(noise_seed, device):
             return G.synthesis(ws.unsqueeze(0), noise_mode=noise_mode)[0].float().cpu()
 
     own = {seed: synthesize(w_of[seed], seed) for seed in seeds}

@@ -32,7 +32,7 @@ from dgan.files.checkpoints import check_generator_source, load_generator_from, 
 from dgan.files.pictures import to_uint8
 from dgan.files.video_frames import MP4, PNG, check_mp4, mp4_problem, write_mp4, write_png_frames
 from dgan.files.writable import check_creatable_dir, check_writable_dir
-from dgan.generate import class_label, generator_kwargs, parse_seeds, seed_latent
+from dgan.generate import class_label, generator_kwargs, parse_seeds, seed_latent, seeded_rng
 
 SPACES = ("z", "w")
 SLERP = "slerp"
@@ -220,12 +220,12 @@ def video_frames(
 
         def render(latent: torch.Tensor) -> torch.Tensor:
             return G(latent.unsqueeze(0), c, **kwargs)
-    fork_devices = [] if torch.device(device).type == "cpu" else None
     for index, latent in enumerate(interpolation_path(keys, frames, loop, interpolate)):
-        # Random noise comes from torch's RNG: seeded per frame, the caller's left untouched.
-        with torch.random.fork_rng(devices=fork_devices):
-            torch.manual_seed(index)
-            yield render(latent)[0].float().cpu()
+        # Random noise comes from torch's RNG: seeded per frame, the caller's left untouched
+        # (also while the caller holds the frame: the yield is outside the seeded block).
+        with seeded_rng(index, device):
+            frame = render(latent)[0].float().cpu()
+        yield frame
 
 
 def _video_format(requested: str | None) -> str:
