@@ -24,6 +24,7 @@ from dgan.callbacks.metrics import MetricsCallback
 from dgan.config.batch_layout import batch_layout
 from dgan.config.instantiation import ConfigError, build, describe, fits, show_value  # noqa: F401
 from dgan.config.timestep_input import discriminator_t_settings
+from dgan.files.state_fit import state_mismatches
 from dgan.files.writable import check_writable_dir
 from dgan.tracking.run_info import run_info
 
@@ -449,26 +450,10 @@ def _check_resume(ckpt_path: str, kimg: float, module: L.LightningModule | None 
     return float(dgan_state["cur_nimg"]) / 1000
 
 
-# Mismatching keys named in the error before it says "and N more".
-MAX_KEYS_SHOWN = 3
 # The networks ``init=`` copies (optimizers, counters and the diffusion's state start afresh).
 INIT_NETWORKS = ("G", "G_ema", "D")
 # The module attribute of the loss, whose own state (``loss.*``) ``init=`` offers it.
 LOSS_ATTRIBUTE = "loss"
-
-
-def _mismatches(saved: dict[str, Any], own: dict[str, Any]) -> str | None:
-    """The first key/shape differences of two state dicts, or None when they fit."""
-    own = {k: v for k, v in own.items() if isinstance(v, torch.Tensor)}
-    saved = {k: v for k, v in saved.items() if isinstance(v, torch.Tensor)}
-    problems = [f"{k} missing from the checkpoint" for k in own if k not in saved]
-    problems += [f"{k} not in this model" for k in saved if k not in own]
-    problems += [f"{k} has shape {tuple(saved[k].shape)}, the model {tuple(own[k].shape)}"
-                 for k in own if k in saved and saved[k].shape != own[k].shape]
-    if not problems:
-        return None
-    more = len(problems) - MAX_KEYS_SHOWN
-    return "; ".join(problems[:MAX_KEYS_SHOWN]) + (f"; and {more} more" if more > 0 else "")
 
 
 def init_from_pretrained(path: str, module: L.LightningModule) -> list[str]:
@@ -503,7 +488,7 @@ def init_from_pretrained(path: str, module: L.LightningModule) -> list[str]:
             own_part = {k: v for k, v in own_part.items() if not k.startswith(optional)}
             kept = ", ".join(p[len(prefix):].rstrip(".") for p in optional)
             label = f"{net} ({kept} as built)"
-        problem = _mismatches(part, own_part)
+        problem = state_mismatches(part, own_part)
         if problem is not None:
             raise ConfigError(f"init={path}: {net} does not fit this model ({problem}); "
                               "choose the model config the weights were trained with")
@@ -530,7 +515,7 @@ def init_from_pretrained(path: str, module: L.LightningModule) -> list[str]:
 def _check_state_matches(ckpt_path: str, saved: dict[str, Any], module: L.LightningModule
                          ) -> None:
     """The checkpoint's weights must fit the module this config builds: same keys, shapes."""
-    shown = _mismatches(saved, module.state_dict())
+    shown = state_mismatches(saved, module.state_dict())
     if shown is not None:
         raise ConfigError(
             f"resume={ckpt_path}: the checkpoint does not fit this model ({shown}); resume with "

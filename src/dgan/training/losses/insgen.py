@@ -35,6 +35,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from dgan.files.state_fit import state_mismatches
 from dgan.networks.insgen import FAKE_HEAD, REAL_HEAD
 from dgan.training.losses.base import GANNetworks
 from dgan.training.losses.stylegan2 import D_MAIN_PHASES, StyleGAN2Loss
@@ -248,11 +249,9 @@ class InsGenLoss(StyleGAN2Loss):
         prefix = "D_ema."
         d_ema = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         if d_ema:
-            own = self.D_ema.state_dict()
-            bad = sorted(set(own) ^ set(d_ema))
-            bad += [k for k in own if k in d_ema and d_ema[k].shape != own[k].shape]
-            if bad:
-                raise ValueError(f"its D_ema does not fit this model ({', '.join(bad[:3])})")
+            bad = state_mismatches(d_ema, self.D_ema.state_dict())
+            if bad is not None:
+                raise ValueError(f"its D_ema does not fit this model ({bad})")
             self.D_ema.load_state_dict(d_ema)
             self._pretrained_D_ema = True
             taken.append("D_ema")
