@@ -95,15 +95,16 @@ $(REPRO_DIR)/toy/%/.done: $(STAMP)
 
 # Limited data: 200 digits, every run scored against all 1,797 digits; all digits are the
 # default job's runs (reproduce-demo: the same command, seeds 0-4 and 0-2). One multirun per
-# dataset size (its directory is the size): LIMITED_SIZES="200 500" adds 500 digits (about 40
-# more minutes of one core) and -j2 runs the sizes side by side.
+# dataset size and diffusion (directory SIZE/DIFFUSION), so -j2 runs two side by side;
+# LIMITED_SIZES="200 500" adds 500 digits (about 40 more minutes of one core).
 LIMITED_SIZES ?= 200
-reproduce-limited: $(foreach n,$(LIMITED_SIZES),$(REPRO_DIR)/limited/$(n)/.done)
+reproduce-limited: $(foreach n,$(LIMITED_SIZES),$(REPRO_DIR)/limited/$(n)/stylegan2/.done \
+		$(REPRO_DIR)/limited/$(n)/none/.done)
 	$(REPORT) $(REPRO_DIR)/limited --group-by dataset.max_size,diffusion
 
 $(REPRO_DIR)/limited/%/.done: $(STAMP)
-	$(TRAIN_M) experiment=digits_stylegan2 dataset.max_size=$* \
-		diffusion=stylegan2,none seed=0,1,2 hydra.sweep.dir=$(@D)
+	$(TRAIN_M) experiment=digits_stylegan2 dataset.max_size=$(word 1,$(subst /, ,$*)) \
+		diffusion=$(word 2,$(subst /, ,$*)) seed=0,1,2 hydra.sweep.dir=$(@D)
 	touch $@
 
 # Augmentation before the diffusion: ADA and DiffAugment, with and without the diffusion.
