@@ -19,6 +19,7 @@ from dgan.files.checkpoints import load_generator
 from dgan.interop.testing import dump_network_pickle
 
 from .conftest import compose_train
+from .shell_payload import ShellPayload
 
 TINY_COND = ["experiment=digits_stylegan2_cond", "model.batch_size=4",
              "model.generator.channel_base=128", "model.generator.channel_max=16",
@@ -124,20 +125,12 @@ def test_init_of_another_model_is_one_line(network_pickle, tmp_path):
         build_run(cfg)
 
 
-class _Payload:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        import os
-
-        return os.system, (f"touch {self.marker}",)
 
 
 def test_convert_refuses_a_pickle_with_other_callables_without_running_it(tmp_path, capsys):
     marker = tmp_path / "ran"
     src = tmp_path / "evil.pkl"
-    src.write_bytes(pickle.dumps({"G": _Payload(marker)}))
+    src.write_bytes(pickle.dumps({"G": ShellPayload(marker)}))
     assert convert.main([str(src), str(tmp_path / "out.ckpt")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "system" in err[0] and err[0].startswith("error: SRC=")

@@ -27,6 +27,7 @@ from dgan.networks.insgen import FAKE_HEAD, HEADS, REAL_HEAD
 from dgan.networks.stylegan2 import Discriminator
 
 from .conftest import compose_train
+from .shell_payload import ShellPayload
 from .test_insgen import QUEUES, TINY
 
 RUN = [*TINY, "kimg=0.008"]
@@ -247,20 +248,12 @@ def test_a_head_of_the_wrong_width_is_named(insgen_run, tmp_path) -> None:
         read_pickle_checkpoint(path)
 
 
-class _Payload:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        import os
-
-        return os.system, (f"touch {self.marker}",)
 
 
 def test_a_head_naming_os_system_is_refused_and_never_run(insgen_run, tmp_path) -> None:
     marker = tmp_path / "ran"
     path = _write(tmp_path / "payload.pkl", insgen_run,
-                  head_override={REAL_HEAD: {"temperature": _Payload(marker)}})
+                  head_override={REAL_HEAD: {"temperature": ShellPayload(marker)}})
     with pytest.raises(ConfigError, match=r"refusing global (posix|nt|os)\.system"):
         read_pickle_checkpoint(path)
     assert not marker.exists()

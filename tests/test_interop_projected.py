@@ -8,7 +8,6 @@ gone from ``sys.modules`` before anything is read.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from .projected_gan_pickles import (
     reference_fastgan,
     stand_in,
 )
+from .shell_payload import ShellPayload
 
 Z_DIM = 8
 NGF = 4
@@ -236,14 +236,6 @@ def test_train_init_copies_the_pickles_networks(digits_pickle, tmp_path):
     assert module.ema_rampup is None
 
 
-class _Payload:
-    """Runs ``touch marker`` when unpickled by the standard unpickler."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
 
 
 def test_a_payload_nested_in_a_module_is_refused_and_never_runs(tmp_path, capsys):
@@ -251,7 +243,7 @@ def test_a_payload_nested_in_a_module_is_refused_and_never_runs(tmp_path, capsys
     G, D = fastgan(lite=True, c_dim=0), projected_d(c_dim=0)
     ref_d = reference_discriminator(D)
     # Deep in the state of one mini discriminator's DownBlock, as an attribute.
-    ref_d.discriminator.mini_discs["2"].main[1].payload = _Payload(marker)
+    ref_d.discriminator.mini_discs["2"].main[1].payload = ShellPayload(marker)
     path = tmp_path / "evil.pkl"
     dump_projected_gan_pickle(path, {"G_ema": reference_fastgan(G), "D": ref_d})
     assert convert.main([str(path), str(tmp_path / "out.ckpt")]) == 2
