@@ -8,8 +8,9 @@ the config stored in the checkpoint (``dataset.KEY=VALUE`` changes a key of it, 
 ``dataset.path=`` when the data moved). With ``images`` the fakes are the images of a folder or
 zip (image ``i`` is sample ``i``) and ``dataset=NAME`` (an entry of ``conf/dataset``) names the
 reals. Either way the metrics go through :func:`dgan.metrics.registry.compute_metric`, the code
-the training callback uses, so the numbers are comparable with the run's ``metrics.jsonl``
-(same latent seed by default). Results are printed as a table and written as JSON.
+the training callback uses, with the run's own settings of everything that decides the fakes
+and the reals (:data:`RUN_METRIC_SETTINGS`), so a checkpoint gives the value of the run's
+``metrics.jsonl`` to the last digit. Results are printed as a table and written as JSON.
 
 Everything that can be checked is checked before any feature is extracted: metric names,
 extractor weights (the expected file name and the fetch command), the checkpoint and the data.
@@ -45,6 +46,10 @@ IMAGE_SET_TARGET = "dgan.data.images.ImageDataset"
 RESULT_PREFIX = "metrics-"
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_SEED = 0
+# The run's metrics keys that decide which fakes a metric sees, taken from the checkpoint unless
+# given: the latents come from ``(seed, i)`` and the generator's noise inputs are drawn once per
+# batch (dgan.metrics.feature_stats.generate_uint8), so another batch size gives other fakes.
+RUN_METRIC_SETTINGS = {"seed": DEFAULT_SEED, "batch_size": DEFAULT_BATCH_SIZE}
 
 
 @dataclasses.dataclass
@@ -59,7 +64,9 @@ class EvaluateOptions:
         dataset: conf/dataset entry of the reals (digits, images, ...); null: the checkpoint's
             (without its max_size subset when the run's metrics.reference is full).
         outdir: directory of the JSON result; null: next to the checkpoint (images: cwd).
-        batch_size: images per generation / extraction batch.
+        batch_size: images per generation / extraction batch; null: the run's
+            metrics.batch_size (the noise inputs are drawn per batch, so this is what
+            reproduces its metrics.jsonl), else 64.
         seed: seed of the latents; null: the run's metrics.seed (as in its metrics.jsonl).
         trunc: truncation psi of the generator (1: none).
         device: cpu, cuda or cuda:N; null: CUDA when available, else CPU.
@@ -74,7 +81,7 @@ class EvaluateOptions:
     metrics: list[str] | None = None
     dataset: str | None = None
     outdir: str | None = None
-    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_size: int | None = None
     seed: int | None = None
     trunc: float = 1.0
     device: str | None = None
@@ -244,7 +251,7 @@ def run(opts: EvaluateOptions, dataset_changes: dict[str, Any] | None = None) ->
     if sum(x is not None for x in (opts.ckpt, opts.pkl, opts.images)) != 1:
         raise ConfigError("give exactly one of ckpt=PATH (a dgan checkpoint), pkl=PATH (a "
                           "network pickle) or images=DIR")
-    if opts.batch_size < 1:
+    if opts.batch_size is not None and opts.batch_size < 1:
         raise ConfigError(f"batch_size={opts.batch_size} must be >= 1")
     if opts.outdir is not None:
         from dgan.files.writable import check_creatable_dir
@@ -295,9 +302,12 @@ def run(opts: EvaluateOptions, dataset_changes: dict[str, Any] | None = None) ->
     cache_dir = _first(opts.cache_dir, _run_setting(run_config, "metrics", "cache_dir"),
                        _run_setting(run_config, "paths", "cache_dir"),
                        os.environ.get("DGAN_CACHE_DIR"))
-    seed = int(_first(opts.seed, _run_setting(run_config, "metrics", "seed"), DEFAULT_SEED))
+    seed, batch_size = (
+        int(_first(getattr(opts, key), _run_setting(run_config, "metrics", key), default))
+        for key, default in RUN_METRIC_SETTINGS.items()
+    )
     metric_opts = MetricOptions(
-        G=G, dataset=reals, device=device, batch_size=opts.batch_size,
+        G=G, dataset=reals, device=device, batch_size=batch_size,
         cache_dir=Path(cache_dir) if cache_dir is not None else None,
         weights_dir=Path(weights_dir) if weights_dir is not None else None,
         seed=seed, truncation_psi=float(opts.trunc), extra={"num_workers": opts.num_workers},
@@ -316,7 +326,7 @@ def run(opts: EvaluateOptions, dataset_changes: dict[str, Any] | None = None) ->
         "source": source,
         "dataset": {"name": getattr(reals, "name", None),
                     "fingerprint": getattr(reals, "fingerprint", None), "size": len(reals)},
-        "options": {"seed": seed, "trunc": float(opts.trunc), "batch_size": opts.batch_size,
+        "options": {"seed": seed, "trunc": float(opts.trunc), "batch_size": batch_size,
                     "device": str(device)},
         "seconds": seconds,
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
