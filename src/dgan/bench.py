@@ -668,6 +668,10 @@ def _check_presets(presets: tuple[str, ...]) -> str | None:
     return None
 
 
+# Options whose value is itself KEY=VALUE (--override seed=1, the form --help shows).
+VALUED_OPTIONS = ("--override",)
+
+
 def parse_args(argv: list[str] | None = None) -> Options:
     from dgan.config.cli_args import OneLineParser
     from dgan.config.instantiation import ConfigError
@@ -733,9 +737,15 @@ def parse_args(argv: list[str] | None = None) -> Options:
 def main(argv: list[str] | None = None) -> None:
     # Lightning's start-up banners would be printed once per timed fit.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    run(parse_args(command_line(sys.argv[1:] if argv is None else argv)))
+
+
+def command_line(argv: list[str]) -> list[str]:
+    """The arguments as argparse takes them: ``key=value`` -> ``--key=value``, but the value
+    of ``--override KEY=VALUE`` left as it is."""
     from dgan.config.cli_args import dashed
 
-    run(parse_args(dashed(sys.argv[1:] if argv is None else argv)))
+    return dashed(argv, valued=VALUED_OPTIONS)
 
 
 if __name__ == "__main__":

@@ -142,6 +142,9 @@ class Projection:
 
 def check_projectable(G: nn.Module) -> None:
     """One error line unless ``G`` has a w space (a StyleGAN2 generator) and 1 or 3 channels."""
+    if not hasattr(G, "img_resolution"):
+        raise ConfigError(f"{type(G).__name__} makes 2-D points, not images: it cannot be "
+                          "projected; the projector needs a StyleGAN2 image generator")
     if not (hasattr(G, "mapping") and hasattr(G, "synthesis")):
         raise ConfigError(f"{type(G).__name__} has no w space (no mapping network); the "
                           "projector needs a StyleGAN2 generator")
@@ -411,9 +414,10 @@ def run(opts: ProjectOptions) -> list[Path]:
     if opts.save_video:
         check_mp4("save_video", "true", "save_video=false")
     device = resolve_device(opts.device)
-    lpips = load_lpips(opts.weights_dir, device)
+    # G first: a generator that cannot be projected is said before any weights are looked up.
     loaded = load_generator_from(opts.ckpt, opts.pkl, device)
     check_projectable(loaded.G)
+    lpips = load_lpips(opts.weights_dir, device)
     class_label(loaded.G, opts.class_idx)
     target = target_tensor(image, int(loaded.G.img_resolution), int(loaded.G.img_channels))
     print(f"[dgan] projecting {opts.target} into w of {loaded.path}: {opts.steps} steps",

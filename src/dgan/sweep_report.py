@@ -555,9 +555,28 @@ def _split(text: str | None) -> list[str] | None:
     return [part.strip() for part in text.split(",") if part.strip()] if text else None
 
 
+def check_output_file(option: str, path: Path | None) -> None:
+    """``--csv``/``--png`` can be written, before any job is read (a file in a directory that
+    cannot exist would otherwise stop the report at its end)."""
+    from dgan.config.instantiation import ConfigError
+    from dgan.files.writable import check_creatable_dir
+
+    if path is None:
+        return
+    if path.is_dir():
+        raise ReportError(f"{option}={path}: is a directory; give a file name, e.g. "
+                          f"{option}={path / (CSV_NAME if option == '--csv' else PNG_NAME)}")
+    try:
+        check_creatable_dir(path.parent, option)
+    except ConfigError as err:
+        raise ReportError(f"{option}={path}: {str(err).partition(': ')[2]}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        check_output_file("--csv", args.csv)
+        check_output_file("--png", args.png)
         csv_path, png_path, rows = report(args.dir, args.metric, _split(args.keys),
                                           args.direction, args.csv, args.png)
         group_keys = _split(args.group_by)

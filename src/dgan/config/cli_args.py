@@ -93,20 +93,24 @@ def strip_dashes(arg: str) -> str:
 SWITCH_VALUES = {"true": True, "false": False}
 
 
-def dashed(argv: Sequence[str]) -> list[str]:
+def dashed(argv: Sequence[str], valued: Sequence[str] = ()) -> list[str]:
     """``key=value`` -> ``--key=value`` for the argparse commands (prepare, bench).
 
     Underscores in the key become dashes (``max_images=10`` -> ``--max-images=10``);
     ``key=true`` becomes the switch ``--key`` and ``key=false`` leaves it off; arguments that
-    already start with a dash pass through.
+    already start with a dash pass through, and so does the value after an option of
+    ``valued`` (``--override seed=1``: seed=1 is that option's value, not an option).
 
     Args:
         argv: the arguments (without the program name).
+        valued: options whose value may itself read ``key=value``.
     """
     out = []
-    for arg in argv:
+    for index, arg in enumerate(argv):
         key, sep, text = arg.partition("=")
-        if not sep or not key.replace("_", "").replace("-", "").isalnum() or arg[0] == "-":
+        follows_option = index > 0 and argv[index - 1] in valued
+        if not sep or not key.replace("_", "").replace("-", "").isalnum() or arg[0] == "-" \
+                or follows_option:
             out.append(arg)
             continue
         option = LONG_OPTION + key.replace("_", "-")

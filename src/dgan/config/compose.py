@@ -68,16 +68,22 @@ def check_overrides(argv: Sequence[str]) -> None:
 
     if any(arg.partition("=")[0] in _FLAGS_LEFT_TO_HYDRA for arg in argv):
         return
+    multirun = any(arg in ("-m", "--multirun") for arg in argv)
     texts = [arg for arg in argv if arg not in _MULTIRUN_FLAGS]
     parser = OverridesParser.create()
     overrides = []
     for text in texts:
+        if "=" in text and not text.lstrip("+~").partition("=")[0].strip():
+            raise ConfigError(f"{text}: no key before '='; write KEY=VALUE, e.g. kimg{text}")
         try:
             (override,) = parser.parse_overrides([text])
         except HydraException as err:
             raise ConfigError(f"{text}: cannot read this override ({_first_line(err)}); write "
                               "key=value, +key=value for a new key, ~key to remove one") from None
         if override.is_sweep_override():
+            if not multirun:
+                raise ConfigError(f"{text}: a sweep runs only as a multirun; add -m to run one "
+                                  "job per value (or quote a value that holds commas)")
             try:
                 first = next(iter(override.sweep_string_iterator()))
             except (HydraException, StopIteration):
@@ -141,11 +147,41 @@ def _keys_near(key: str, overrides: Sequence[str]) -> tuple[list[str], list[str]
     return [prefix + k for k in keys], [prefix + k for k in close]
 
 
+def _trainer_hint(key: str, given: str) -> str:
+    """For a ``lightning.Trainer`` argument the chosen trainer config does not set: how to add
+    it, and the trainer configs that set it (``trainer.strategy=ddp``: trainer=ddp|ddp_cpu)."""
+    import inspect
+
+    group, _, name = key.partition(".")
+    if group != "trainer" or "." in name:
+        return ""
+    try:
+        import lightning
+
+        takes = name in inspect.signature(lightning.Trainer).parameters
+    except Exception:  # noqa: BLE001 - the hint is extra help, never a second error
+        return ""
+    if not takes:
+        return ""
+    from omegaconf import OmegaConf
+
+    from dgan.config.paths import CONFIG_DIR
+
+    setting = sorted(path.stem for path in (Path(CONFIG_DIR) / group).glob("*.yaml")
+                     if name in OmegaConf.load(path))
+    value = given.partition("=")[2]
+    route = f"choose trainer={'|'.join(setting)}, which set{'s' if len(setting) == 1 else ''} " \
+        f"it, or " if setting else ""
+    return f"; this trainer config sets no {name}: {route}add it with +{key}={value}"
+
+
 def explain_override_error(err: BaseException, overrides: Sequence[str]) -> str:
     """Hydra's error about an override, in one line naming the override and what is valid."""
     import re
 
     from hydra.errors import MissingConfigException
+
+    from dgan.config.instantiation import closest_first, closest_text, listed_below
 
     text = str(err)
     if isinstance(err, MissingConfigException) or "Could not find '" in text:
@@ -154,23 +190,23 @@ def explain_override_error(err: BaseException, overrides: Sequence[str]) -> str:
         group, _, choice = missing.rpartition("/")
         options = list(getattr(err, "options", None) or [])
         if group and options:
-            from dgan.config.instantiation import closest_first
 
             given = _override_for(group, overrides, choice)
             given = given if "=" in given else f"{group}={choice}"
-            return (f"{given}: no {group} config named {choice!r}; valid choices: "
-                    f"{', '.join(closest_first(choice, options))}")
+            return listed_below(
+                f"{given}: no {group} config named {choice!r}{closest_text(choice, options)}",
+                "valid choices", closest_first(choice, options))
         return f"{missing}: no such config ({_first_line(err)})"
     match = re.search(r"Could not override '([^']+)'", text)
     if match:
         key = match.group(1)
         near, close = _keys_near(key, overrides)
-        listed = ""
+        given = _override_for(key, overrides)
+        head = f"{given}: unknown key"
         if close:
-            listed = f"; closest valid keys: {', '.join(close)} (all: {', '.join(near)})"
-        elif near:
-            listed = f"; valid keys: {', '.join(near)}"
-        return f"{_override_for(key, overrides)}: unknown key{listed}"
+            head += f"; closest valid keys: {', '.join(close)}"
+        head += _trainer_hint(key, given)
+        return listed_below(head, "valid keys", near) if near else head
     match = re.search(r"An item is already at '([^']+)'", text)
     if match:
         key = match.group(1)

@@ -4,7 +4,8 @@
 cadences) and a ``debug`` node with the widths. The networks differ by experiment (StyleGAN2,
 FastGAN, the projected D, MLPs), so their widths are set here, on the keys each network's config
 has: a key the experiment's network config lacks is never added, so every network still gets
-only arguments it takes. The resolution and the data stay the experiment's.
+only arguments it takes. The resolution and the data stay the experiment's. A value it replaces
+is checked first, as the real run would check it: the smoke test refuses what the run refuses.
 """
 
 from __future__ import annotations
@@ -43,10 +44,25 @@ def tiny_values(debug: DictConfig | dict[str, Any], resolution: int | None) -> d
     return values
 
 
+def _check_given(node: DictConfig, key: str, name: str) -> None:
+    """The user's value of ``node[name]`` against the rules of the real run, before the debug
+    width replaces it."""
+    from dgan.config.instantiation import ConfigError, show_value
+    from dgan.config.rules import rule_for
+
+    target = str(node["_target_"]) if "_target_" in node else None
+    rule = rule_for(key, target, name)
+    value = node[name]
+    if rule is not None and not rule.accepts(value):
+        raise ConfigError(f"{key}={show_value(value)} is not valid; expected {rule.text()} "
+                          "(debug=default checks the value before it shrinks the network)")
+
+
 def apply_debug(cfg: DictConfig) -> bool:
     """Shrink the networks of ``cfg`` in place when it holds a ``debug`` node (``debug=default``).
 
-    Returns whether it did.
+    Returns whether it did. Raises ConfigError for a value it would replace that the real run
+    refuses.
 
     Args:
         cfg: the composed run config.
@@ -66,9 +82,13 @@ def apply_debug(cfg: DictConfig) -> bool:
                 continue
             for key, value in values.items():
                 if key in node:  # null too: ndf null is the reference's (wide) default
+                    _check_given(node, f"model.{name}.{key}", key)
                     node[key] = value
             # ProjectedGAN: the frozen features on smaller upsampled images, mini Ds to match.
             resize = int(debug.get("resize") or 0)
+            for key in ("resize", "disc_resolution"):
+                if resize and key in node:
+                    _check_given(node, f"model.{name}.{key}", key)
             if resize and "resize" in node and int(node["resize"]) > resize:
                 node["resize"] = resize
             if resize and "disc_resolution" in node and int(node["disc_resolution"]) > resize:

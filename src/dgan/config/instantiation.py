@@ -198,6 +198,77 @@ def closest_first(name: str, valid: Iterable[str]) -> list[str]:
     return [*close, *(v for v in valid if v not in close)]
 
 
+# An error's first line stays readable in a terminal and a log; what a list of valid choices
+# needs beyond it goes on the lines that follow, wrapped at LIST_WIDTH.
+MAX_ERROR_LINE = 200
+LIST_WIDTH = 96
+# Choices shown on the first line: the closest matches to what was typed.
+CLOSEST_SHOWN = 3
+
+
+def listed_below(head: str, label: str, items: Iterable[Any]) -> str:
+    """``head`` on the first line, then ``label: a, b, c`` wrapped on the lines that follow
+    (indented), so that an error naming the bad key stays short however many choices there
+    are.
+
+    Args:
+        head: the error itself (the bad key or value and what is wrong).
+        label: what the list is (``valid keys``, ``valid choices``).
+        items: the list.
+    """
+    import textwrap
+
+    body = textwrap.fill(f"{label}: " + ", ".join(map(str, items)), width=LIST_WIDTH,
+                         initial_indent="  ", subsequent_indent="    ",
+                         break_long_words=False, break_on_hyphens=False)
+    return f"{head}\n{body}"
+
+
+def closest_text(name: str, valid: Iterable[str]) -> str:
+    """``; closest: a, b`` for the valid names nearest ``name`` (empty when none is near)."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(valid), n=CLOSEST_SHOWN, cutoff=0.6)
+    return f"; closest: {', '.join(close)}" if close else ""
+
+
+def check_interpolations(cfg: DictConfig, prefix: str = "", skip: Iterable[str] = ("hydra",)
+                         ) -> None:
+    """Every ``${...}`` of ``cfg`` resolves; one that does not stops here in one line naming
+    the key and the interpolation (omegaconf's own error is a traceback from wherever the value
+    is first read).
+
+    Args:
+        cfg: a config node (the composed run config).
+        prefix: the dotted key of ``cfg`` in the run config.
+        skip: top-level keys left alone (Hydra's own node).
+    """
+    from omegaconf.errors import GrammarParseError, InterpolationResolutionError
+
+    keys = list(cfg.keys()) if isinstance(cfg, DictConfig) else list(range(len(cfg)))
+    for name in keys:
+        if not prefix and str(name) in skip:
+            continue
+        path = f"{prefix}.{name}" if prefix and isinstance(cfg, DictConfig) else \
+            f"{prefix}[{name}]" if prefix else str(name)
+        if OmegaConf.is_interpolation(cfg, name):
+            try:
+                cfg[name]
+            except (InterpolationResolutionError, GrammarParseError) as err:
+                raw = cfg._get_node(name)._value()  # noqa: SLF001 - the text as written
+                reason = str(err).strip().splitlines()[0] if str(err).strip() else \
+                    type(err).__name__
+                if reason[1:2].islower():  # a sentence, not a class name (KeyError)
+                    reason = reason[:1].lower() + reason[1:]
+                raise ConfigError(f"{path}={raw}: {reason}; give a value, or ${{KEY}} naming "
+                                  "a key of the run config") from None
+            continue
+        child = cfg._get_node(name)  # noqa: SLF001 - without resolving it
+        if isinstance(child, DictConfig | ListConfig) and not child._is_none() \
+                and not child._is_missing():  # noqa: SLF001
+            check_interpolations(child, path, skip)
+
+
 def check_finite(key: str, value: Any, named: str | None = None) -> None:
     """No nan or inf anywhere in ``value`` (a number, or a list or mapping of them).
 

@@ -140,6 +140,29 @@ def check_slurm_world_size(trainer: Mapping[str, Any], env: Mapping[str, str] | 
         )
 
 
+def check_ddp_strategy(trainer: Mapping[str, Any]) -> None:
+    """More than one process needs dgan's own DDP strategy (trainer=ddp or ddp_cpu).
+
+    Lightning's default for several devices wraps G and D in one DistributedDataParallel,
+    which stops on the parameters a phase leaves unused, on every rank.
+
+    Args:
+        trainer: the ``trainer`` config.
+    """
+    try:
+        size = world_size(trainer)
+    except (TypeError, ValueError):
+        return  # a devices value the rules check refuses, with what is valid
+    strategy = trainer.get("strategy")
+    if size <= 1 or (isinstance(strategy, Mapping) and "_target_" in strategy):
+        return
+    devices = trainer.get("devices")
+    given = "" if strategy is None else f" (trainer.strategy={strategy} wraps G and D in one DDP)"
+    raise ConfigError(
+        f"trainer.devices={devices}: {size} processes need dgan's DDP strategy{given}; use "
+        f"trainer=ddp_cpu trainer.devices={devices} on CPUs or trainer=ddp on GPUs")
+
+
 def check_sweeper_has_metric(cfg: DictConfig, sweeper_target: str) -> None:
     """An optimising sweeper (Optuna) needs the headline metric the run returns."""
     if "optuna" in sweeper_target.lower() and not (cfg.get("metrics") and cfg.metrics.metrics):
@@ -161,4 +184,5 @@ def check_launch(cfg: DictConfig) -> None:
         check_local_multirun(trainer, hydra_cfg.mode, launcher)
         if str(hydra_cfg.mode).endswith("MULTIRUN"):
             check_sweeper_has_metric(cfg, sweeper)
+    check_ddp_strategy(trainer)
     check_slurm_world_size(trainer)

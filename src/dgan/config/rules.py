@@ -27,6 +27,16 @@ MAX_CHAIN = 100_000
 MAX_EXACT_INT = 2**53
 # Largest seed every generator takes (NumPy's seeds are 32-bit).
 MAX_SEED = 2**32 - 1
+# The longest run: 40 000 times the longest published schedule (FFHQ, 25 000 kimg), where the
+# image counter (kimg x 1000) is still exact in a float. 1e30 would only look like a run.
+MAX_KIMG = 10**9
+# Truncation psi: 1 is none, 0 the mean image, outside [0, 1] it extrapolates away from the
+# mean; beyond +-2 the images leave what G learned (1e9 gives blank or saturated pictures).
+MAX_TRUNCATION = 2.0
+# The precisions dgan's networks run in: 32-bit, or mixed 16-bit over 32-bit weights. The
+# "-true" ones other than 32 (64-true, bf16-true, 16-true) cast the weights but not the latents
+# the module draws, and fail on the first layer.
+PRECISIONS = ("32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16")
 
 
 def is_number(value: Any) -> bool:
@@ -207,6 +217,11 @@ def _devices(value: Any) -> bool:
     return False
 
 
+def _precision(value: Any) -> bool:
+    """One of :data:`PRECISIONS` (YAML reads 32 and 16 as integers)."""
+    return not isinstance(value, bool) and str(value) in PRECISIONS
+
+
 def _signal_names(value: Any) -> bool:
     """A list of catchable signal names (SIGKILL and SIGSTOP cannot be caught)."""
     import signal
@@ -230,6 +245,7 @@ BY_NAME: dict[str, Rule] = {
     "num_workers": Int(0, 256),
     "prefetch_factor": Int(1, 64),
     "max_size": Int(1, MAX_COUNT * 64, null=True),
+    "holdout": Int(0, MAX_COUNT * 64),
     "size": SIZE,
     "std": POSITIVE,
     "resolution": RESOLUTION,
@@ -376,6 +392,7 @@ BY_TARGET: dict[str, dict[str, Rule]] = {
         "devices": Rule("custom", check=_devices,
                         words='an integer >= 1, -1 (all), "auto", or device ids like "0,1"'),
         "num_nodes": Int(1, 100_000),
+        "precision": Rule("custom", check=_precision, words="one of " + ", ".join(PRECISIONS)),
         "max_epochs": Int(0, None, special=(-1,), null=True),
         "max_steps": Int(0, None, special=(-1,)),
         "log_every_n_steps": Int(1, MAX_COUNT, null=True),
@@ -396,10 +413,12 @@ BY_TARGET["dgan.training.losses.StyleGAN2Loss"] = {}
 
 # Keys of the run config with no target (the run's own scalars).
 BY_KEY: dict[str, Rule] = {
-    "kimg": Num(0, low_open=True),
+    "kimg": Num(0, MAX_KIMG, low_open=True),
     "seed": SEED,
     "resume": Text(null=True),
     "init": Text(null=True),
+    "overwrite": Rule("custom", check=lambda value: isinstance(value, bool),
+                      words="true or false"),
     "ada_share": Num(0, 1, low_open=True, null=True),
     "run_name": Text(),
     "paths.output_dir": PATH,
@@ -407,11 +426,14 @@ BY_KEY: dict[str, Rule] = {
 }
 
 
+TRUNCATION = Num(-MAX_TRUNCATION, MAX_TRUNCATION)
+
 # The options of the stand-alone commands (their dataclasses' names), beyond their types.
 OPTIONS: dict[str, dict[str, Rule]] = {
-    "GenerateOptions": {"trunc": Num(), "grid_columns": Int(1, MAX_COUNT, null=True),
+    "GenerateOptions": {"trunc": TRUNCATION, "grid_columns": Int(1, MAX_COUNT, null=True),
                         "class_idx": Int(0, MAX_COUNT, null=True), "outdir": Text(null=True)},
-    "EvaluateOptions": {"trunc": Num(), "batch_size": SIZE, "seed": Int(0, MAX_SEED, null=True),
+    "EvaluateOptions": {"trunc": TRUNCATION, "batch_size": SIZE,
+                        "seed": Int(0, MAX_SEED, null=True),
                         "num_workers": Int(0, 256), "outdir": Text(null=True)},
     "ProjectOptions": {"steps": SIZE, "seed": SEED,
                        "noise_mode": Choice("dgan.project:PROJECT_NOISE_MODES"),
@@ -419,12 +441,12 @@ OPTIONS: dict[str, dict[str, Rule]] = {
                        "noise_weight": Num(0), "w_avg_samples": Int(2, MAX_COUNT),
                        "class_idx": Int(0, MAX_COUNT, null=True), "target": Text(null=True),
                        "outdir": Text(null=True)},
-    "StyleMixingOptions": {"trunc": Num(), "class_idx": Int(0, MAX_COUNT, null=True),
+    "StyleMixingOptions": {"trunc": TRUNCATION, "class_idx": Int(0, MAX_COUNT, null=True),
                            "noise_mode": Choice("dgan.generate:NOISE_MODES"),
                            "outdir": Text(null=True)},
     "VideoOptions": {"space": Choice("dgan.video:SPACES"),
                      "interp": Choice("dgan.video:INTERPOLATIONS", null=True), "frames": SIZE,
-                     "trunc": Num(), "class_idx": Int(0, MAX_COUNT, null=True),
+                     "trunc": TRUNCATION, "class_idx": Int(0, MAX_COUNT, null=True),
                      "noise_mode": Choice("dgan.generate:NOISE_MODES"),
                      "format": Choice("dgan.files.video_frames:VIDEO_FORMATS", null=True),
                      "fps": Num(0, low_open=True), "outdir": Text(null=True)},
