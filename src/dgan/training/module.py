@@ -25,8 +25,16 @@ from torch import nn
 
 from dgan.diffusion.adaptive import AdaptiveDiffusion
 from dgan.diffusion.process import Diffusion
+from dgan.tracking.records import align_iteration
 from dgan.training.gradient_sync import step_network
-from dgan.training.losses.base import REAL_COUNT, REAL_SIGNS, GANLoss, GANNetworks
+from dgan.training.losses.base import (
+    CLEAN_COUNT,
+    CLEAN_SIGNS,
+    REAL_COUNT,
+    REAL_SIGNS,
+    GANLoss,
+    GANNetworks,
+)
 from dgan.training.phases import OptimizerFactory, Phase, build_phases, scaled_optimizer
 from dgan.training.rank_state import (
     capture_rng_state,
@@ -170,6 +178,9 @@ class DiffusionGAN(L.LightningModule):
         return self._compiled.get(id(net), net)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Every record's step is the iteration count, as in an uninterrupted run: Lightning's
+        # restore of a checkpoint taken between two steps would count one step too many.
+        align_iteration(self.trainer, self.cur_step)
         if self._pending_rng is not None:
             # Restored here, not at load time: Lightning draws from the global generator while it
             # sets up the data (a fresh run drew those before its checkpoint was taken), so only
@@ -202,8 +213,10 @@ class DiffusionGAN(L.LightningModule):
         rounds = self._rounds(real.shape[0])
         real_rounds = list(zip(real.split(rounds), real_c.split(rounds), strict=True))
         logs: dict[str, torch.Tensor] = {}
-        signs = torch.zeros((), device=self.device)
-        count = torch.zeros((), device=self.device)
+        # Sums of the real logits' signs and counts, all reals and the clean ones (on the
+        # device: the adaptive update and the overfitting callback read them back rarely).
+        sums = {key: torch.zeros((), device=self.device)
+                for key in (REAL_SIGNS, REAL_COUNT, CLEAN_SIGNS, CLEAN_COUNT)}
 
         self.loss.begin_iteration()
         for phase in self.phases:
@@ -219,9 +232,9 @@ class DiffusionGAN(L.LightningModule):
             with self._only_trainable(net):
                 for (x, c), z, zc in zip(real_rounds, gen_z, gen_c, strict=True):
                     report = self.loss.accumulate_gradients(phase.name, x, c, z, zc, gain)
-                    if REAL_SIGNS in report:
-                        signs = signs + report.pop(REAL_SIGNS)
-                        count = count + report.pop(REAL_COUNT)
+                    for key in sums:
+                        if key in report:
+                            sums[key] = sums[key] + report.pop(key)
                     logs.update(report)
             if step_network(net, optimizer, self.trainer.world_size):
                 self.optimizer_steps[phase.network] += 1
@@ -240,7 +253,7 @@ class DiffusionGAN(L.LightningModule):
             self._log_progress(logs)
         if last:
             self.trainer.should_stop = True
-        return {REAL_SIGNS: signs, REAL_COUNT: count}
+        return sums
 
     def _rounds(self, per_rank: int) -> int:
         bg = self.batch_gpu or per_rank

@@ -23,6 +23,10 @@ from torch import nn
 # signs of D's real logits and how many there were.
 REAL_SIGNS = "real_signs"
 REAL_COUNT = "real_count"
+# The same for the reals that reached D clean (t = 0, or every real without a diffusion): the
+# overfitting heuristic r_t of every run, diffusion or not (dgan.callbacks.overfitting).
+CLEAN_SIGNS = "clean_signs"
+CLEAN_COUNT = "clean_count"
 
 
 @dataclasses.dataclass
@@ -112,8 +116,21 @@ class GANLoss(nn.Module):
         return D(y, c, t), t
 
 
-def real_sign_report(real_logits: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The adaptive update's share of a phase that scored reals."""
-    logits = real_logits.detach()
-    return {REAL_SIGNS: logits.sign().sum(),
-            REAL_COUNT: torch.full((), logits.numel(), device=logits.device)}
+def real_sign_report(real_logits: torch.Tensor, clean: torch.Tensor | bool = False
+                     ) -> dict[str, torch.Tensor]:
+    """The adaptive update's share of a phase that scored reals, and the clean reals' share.
+
+    Args:
+        real_logits: D's logits of the reals, one per sample.
+        clean: which of them D saw undiffused: a boolean per sample (t == 0), or one bool for
+            all of them (True without a diffusion; False when the loss cannot tell).
+    """
+    logits = real_logits.detach().flatten()
+    signs = logits.sign()
+    if isinstance(clean, bool):
+        mask = torch.full_like(signs, float(clean))
+    else:
+        mask = clean.detach().flatten().to(signs)
+    return {REAL_SIGNS: signs.sum(),
+            REAL_COUNT: torch.full((), logits.numel(), device=logits.device),
+            CLEAN_SIGNS: (signs * mask).sum(), CLEAN_COUNT: mask.sum()}

@@ -126,5 +126,6 @@ class ProjectedGANLoss(GANLoss):
             logs["loss/D_real"] = loss_real.detach()
             logs["D/fake_logits"] = fake_logits.detach().mean()
             logs["D/real_logits"] = real_logits.detach().mean()
-            logs.update(real_sign_report(real_logits))
+            # The feature diffusion acts inside D: only without it are the scored reals clean.
+            logs.update(real_sign_report(real_logits, self.nets.diffusion is None))
         return logs

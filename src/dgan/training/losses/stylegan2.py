@@ -169,7 +169,7 @@ class StyleGAN2Loss(GANLoss):
         precision = fp32_only(real.device.type, self.nets.D) if r1 else nullcontext()
         with precision:
             x = real.detach().float().requires_grad_(True) if r1 else real.detach()
-            logits, _ = self.run_D(x, real_c, compiled=not r1)
+            logits, t = self.run_D(x, real_c, compiled=not r1)
             loss = torch.zeros_like(logits.flatten())
             if main:
                 loss_real = F.softplus(-logits).flatten()
@@ -182,7 +182,7 @@ class StyleGAN2Loss(GANLoss):
                 logs["loss/D_r1"] = penalty.detach().mean()
             # logits * 0 keeps every D weight in the graph, as the reference does.
             self.nets.backward((logits.flatten() * 0 + loss).mean() * gain)
-        logs.update(real_sign_report(logits))
+        logs.update(real_sign_report(logits, True if t is None else t == 0))
         return logs
 
 
