@@ -50,6 +50,7 @@ class DigitsDataset(ImageDatasetBase):
         xflip: bool = False,
         max_size: int | None = None,
         seed: int = 0,
+        holdout: int = 0,
     ) -> None:
         """Load and upscale the digits.
 
@@ -59,6 +60,8 @@ class DigitsDataset(ImageDatasetBase):
             xflip: double the dataset with horizontally mirrored digits.
             max_size: keep a seeded random subset of this many digits (None: all 1,797).
             seed: seed of that subset.
+            holdout: digits set aside from training (0: none, or with ``max_size`` every digit
+                outside the subset); see :func:`dgan.data.images.split_indices`.
         """
         # Below 8 px the digits would be downscaled into blurs; 8 is also >= MIN_RESOLUTION.
         if not is_power_of_two(int(resolution)) or resolution < NATIVE_RESOLUTION:
@@ -78,6 +81,7 @@ class DigitsDataset(ImageDatasetBase):
             xflip=xflip,
             max_size=max_size,
             seed=seed,
+            holdout=holdout,
             source={"kind": "digits", "data": digest, "upscale": _UPSCALE_VERSION},
         )
         self._targets = targets[self._raw_idx]
@@ -85,6 +89,10 @@ class DigitsDataset(ImageDatasetBase):
         self._images = upscale(raw[self._raw_idx], self.resolution)
         # _read_raw receives indices into all 1,797 digits; only the subset's rows exist here.
         self._row = {int(r): k for k, r in enumerate(self._raw_idx)}
+        self._raw = raw  # 8x8 sources (115 KB): held-out digits are upscaled when read
+
+    def _read_heldout(self, raw_index: int) -> np.ndarray:
+        return upscale(self._raw[raw_index : raw_index + 1], self.resolution)[0]
 
     def _read_raw(self, raw_index: int) -> np.ndarray:
         return self._images[self._row[raw_index]].copy()

@@ -492,11 +492,35 @@ def parse_labels(document: Any, names: Sequence[str], where: str) -> np.ndarray 
 
 def subset_indices(count: int, max_size: int | None, seed: int) -> np.ndarray:
     """Sorted indices of a seeded random subset of ``max_size`` of ``count`` items (all if None)."""
-    if max_size is None or max_size >= count:
-        return np.arange(count, dtype=np.int64)
+    return split_indices(count, max_size, 0, seed)[0]
+
+
+def split_indices(count: int, max_size: int | None, holdout: int, seed: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted raw indices of the training set and of the held-out images, disjoint.
+
+    Training takes the first ``max_size`` of a seeded permutation (all but the held-out images
+    when None); the held-out images are its last ``holdout`` (0: every image outside the
+    training set). Held-out images come from the end, so a subset stays the subset it was
+    without them.
+
+    Args:
+        count: images in the source.
+        max_size: size of the training subset (None: every image not held out).
+        holdout: images set aside from the end of the permutation (0: none set aside).
+        seed: seed of the permutation.
+    """
+    if holdout < 0 or holdout >= count:
+        raise DatasetError(f"holdout={holdout} must be in [0, {count - 1}]: the dataset has "
+                           f"{count} images and training needs at least one")
+    if max_size is None and holdout == 0:
+        return np.arange(count, dtype=np.int64), np.zeros(0, dtype=np.int64)
     # RandomState keeps its stream across NumPy versions, so a subset stays the same subset.
     order = np.random.RandomState(seed % (2**32)).permutation(count)
-    return np.sort(order[:max_size]).astype(np.int64)
+    kept = count - holdout
+    size = kept if max_size is None else min(int(max_size), kept)
+    heldout = order[kept:] if holdout else order[size:]
+    return np.sort(order[:size]).astype(np.int64), np.sort(heldout).astype(np.int64)
 
 
 class ImageDatasetBase(Dataset):
@@ -518,6 +542,7 @@ class ImageDatasetBase(Dataset):
         max_size: int | None,
         seed: int,
         source: dict[str, Any],
+        holdout: int = 0,
     ) -> None:
         """Set up the items over ``raw_count`` raw images.
 
@@ -532,6 +557,8 @@ class ImageDatasetBase(Dataset):
             max_size: keep a seeded random subset of this many images (None: all).
             seed: seed of that subset.
             source: JSON-able description of the exact source data, hashed into the fingerprint.
+            holdout: images kept out of training (:func:`split_indices`; 0: with ``max_size``,
+                the images outside the subset are the held-out ones, else there are none).
         """
         super().__init__()
         if max_size is not None and (
@@ -549,8 +576,14 @@ class ImageDatasetBase(Dataset):
         self.use_labels = bool(use_labels)
         self.max_size = None if max_size is None else int(max_size)
         self.seed = int(seed)
-        self._raw_idx = subset_indices(raw_count, self.max_size, self.seed)
-        self._labels = self._onehot(raw_labels)[self._raw_idx] if use_labels else None
+        if isinstance(holdout, bool) or int(holdout) != holdout:
+            raise DatasetError(f"holdout must be an integer >= 0 (0: none), got {holdout!r}")
+        self.holdout = int(holdout)
+        self._raw_idx, self._heldout_idx = split_indices(raw_count, self.max_size,
+                                                         self.holdout, self.seed)
+        # Every raw image's label: the held-out images have theirs too.
+        self._all_labels = self._onehot(raw_labels) if use_labels else None
+        self._labels = self._all_labels[self._raw_idx] if self._all_labels is not None else None
         subset = None if len(self._raw_idx) == raw_count else _hash(self._raw_idx.tolist())
         self.fingerprint = _hash(
             {
@@ -577,6 +610,33 @@ class ImageDatasetBase(Dataset):
     def raw_size(self) -> int:
         """Images after the subset, before x-flips."""
         return len(self._raw_idx)
+
+    @property
+    def raw_indices(self) -> np.ndarray:
+        """Raw indices (into the source) of the training images, sorted."""
+        return self._raw_idx.copy()
+
+    @property
+    def heldout_raw_indices(self) -> np.ndarray:
+        """Raw indices of the held-out images, sorted and disjoint from :attr:`raw_indices`."""
+        return self._heldout_idx.copy()
+
+    @property
+    def heldout_size(self) -> int:
+        """Number of held-out images (0: none)."""
+        return len(self._heldout_idx)
+
+    def heldout_item(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Held-out image ``k`` as (float32 [C, H, W] in [-1, 1], label), never mirrored."""
+        raw_index = int(self._heldout_idx[k])
+        x = uint8_to_float(torch.from_numpy(self._read_heldout(raw_index)))
+        if self._all_labels is None:
+            return x, torch.zeros(0, dtype=torch.float32)
+        return x, torch.from_numpy(self._all_labels[raw_index].copy())
+
+    def _read_heldout(self, raw_index: int) -> np.ndarray:
+        """Raw image ``raw_index`` outside the training set (subclasses may cache only those)."""
+        return self._read_raw(raw_index)
 
     @property
     def c_dim(self) -> int:
@@ -656,6 +716,7 @@ class ImageDataset(ImageDatasetBase):
         name: str | None = None,
         verify: bool = False,
         cache_mb: float = DEFAULT_CACHE_MB,
+        holdout: int = 0,
     ) -> None:
         """Index and validate the images under ``path``.
 
@@ -673,6 +734,8 @@ class ImageDataset(ImageDatasetBase):
                 datamodule calls before its workers start) decodes every image once and serves
                 them from memory when ``C * H * W * images`` bytes fit (0: never; decode each
                 item as it is read). Workers forked afterwards share that memory.
+            holdout: images set aside from training, for measuring how D overfits (0: none;
+                see :func:`split_indices`).
         """
         self.store = FileStore(path)
         where = str(self.store.path)
@@ -725,6 +788,7 @@ class ImageDataset(ImageDatasetBase):
             xflip=xflip,
             max_size=max_size,
             seed=seed,
+            holdout=holdout,
             source={
                 "kind": self.store.kind,
                 "path": str(self.store.path.resolve()),
@@ -822,6 +886,9 @@ class ImageDataset(ImageDatasetBase):
             # _raw_idx is sorted: the row of a raw index is its position in the subset.
             return self._cache[int(np.searchsorted(self._raw_idx, raw_index))].copy()
         return self._decode(raw_index, verify=False)
+
+    def _read_heldout(self, raw_index: int) -> np.ndarray:
+        return self._decode(raw_index, verify=False)  # the cache holds the training set only
 
     def _decode(self, raw_index: int, verify: bool) -> np.ndarray:
         """Raw image ``raw_index`` as uint8 [C, H, W]; every failure is an ImageFileError."""
