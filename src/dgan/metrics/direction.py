@@ -8,7 +8,7 @@ from __future__ import annotations
 
 # Distances and divergences: FID, KID, KL (mode_kl), perceptual path length (ppl_*), and the
 # share of samples off the data's border (border_fraction). Everything else (precision, recall,
-# IS, modes covered, hq fraction) is better higher.
+# IS, modes covered, hq fraction, class accuracy cacc_*) is better higher.
 LOWER_IS_BETTER_WORDS = ("fid", "kid", "kl", "border", "ppl")
 
 

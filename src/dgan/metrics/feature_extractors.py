@@ -106,8 +106,9 @@ EXTRACTORS: dict[str, ExtractorSpec] = {
     ),
 }
 
-# Metric names (as logged) -> extractors they need; the domain metrics (``*_digits``) and
-# non-image metrics need none.
+# Metric names (as logged) -> extractors they need; the domain metrics (``*_digits``, the
+# class accuracy ``cacc_digits*``: the digits classifier is trained here) and non-image metrics
+# need none.
 _METRIC_EXTRACTORS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(fid|kid|is)\d+k?(_full)?"), INCEPTION),
     (re.compile(r"pr\d+k?(_k)?3_full"), VGG16_NVIDIA),

@@ -152,7 +152,8 @@ def seeded_global_rng(seed: int, device: torch.device | str) -> Iterator[None]:
         yield
 
 
-def generate_uint8(opts: MetricOptions, indices: Sequence[int]) -> Iterator[torch.Tensor]:
+def generate_uint8(opts: MetricOptions, indices: Sequence[int],
+                   classes: Sequence[int] | None = None) -> Iterator[torch.Tensor]:
     """uint8 fakes of global sample ``indices`` in batches of ``opts.batch_size``.
 
     The latents are the same whatever the batch size and world size; the generator's noise
@@ -162,6 +163,8 @@ def generate_uint8(opts: MetricOptions, indices: Sequence[int]) -> Iterator[torc
     Args:
         opts: metric options (generator, device, seed, truncation, batch size).
         indices: global sample indices to generate.
+        classes: the class each sample is drawn for (one per index; a conditional generator);
+            None: labels of random training images, as StyleGAN2-ADA.
     """
     G = opts.G
     net = getattr(G, "module", G)  # z_dim / c_dim live on the bare network, not a DDP wrapper
@@ -177,7 +180,12 @@ def generate_uint8(opts: MetricOptions, indices: Sequence[int]) -> Iterator[torc
     try:
         for start in range(0, len(indices), opts.batch_size):
             batch = indices[start : start + opts.batch_size]
-            z, c = sample_latents(batch, net.z_dim, net.c_dim, opts.seed, opts.dataset)
+            if classes is None:
+                z, c = sample_latents(batch, net.z_dim, net.c_dim, opts.seed, opts.dataset)
+            else:  # the same latents; the labels asked for instead of the dataset's
+                z, _ = sample_latents(batch, net.z_dim, 0, opts.seed)
+                wanted = torch.as_tensor(list(classes[start : start + opts.batch_size]))
+                c = torch.nn.functional.one_hot(wanted, net.c_dim).float()
             noise_seed = batch_noise_seed(opts.seed, batch[0])
             with torch.no_grad(), seeded_global_rng(noise_seed, opts.device):
                 images = G(z.to(opts.device), c.to(opts.device), **kwargs)

@@ -76,6 +76,7 @@ def parse_count(text: str) -> int:
 def _ensure_builtin_metrics_loaded() -> None:
     # Importing the metric modules registers them; deferred so that importing the registry
     # stays cheap and free of heavy optional dependencies.
+    import dgan.metrics.class_accuracy  # noqa: F401
     import dgan.metrics.fid  # noqa: F401
     import dgan.metrics.inception_score  # noqa: F401
     import dgan.metrics.kid  # noqa: F401
