@@ -38,6 +38,7 @@ from dgan.config.cli_args import parse_key_values, run_command, usage
 from dgan.config.instantiation import ConfigError, build
 from dgan.files.atomic import atomic_write_bytes
 from dgan.files.checkpoints import load_generator_from, resolve_device
+from dgan.metrics.domain import MetricDomainError, check_metric_domain
 from dgan.metrics.feature_extractors import WeightsUnavailableError, check_weights_available
 from dgan.metrics.image_set import ImageSetGenerator
 from dgan.metrics.registry import MetricOptions, available_metrics, compute_metric, lookup_metric
@@ -288,6 +289,10 @@ def run(opts: EvaluateOptions, dataset_changes: dict[str, Any] | None = None) ->
         source: dict[str, Any] = {"ckpt": str(loaded.path), "kimg": loaded.kimg}
         if opts.trunc != 1 and not hasattr(G, "mapping"):
             raise ConfigError(f"trunc={opts.trunc}: truncation needs a StyleGAN2 generator")
+    try:
+        check_metric_domain(counts, reals)
+    except MetricDomainError as err:
+        raise ConfigError(str(err)) from None
     else:
         assert opts.images is not None
         G = _fakes_from_images(opts.images, reals)

@@ -103,6 +103,7 @@ def build_run(cfg: DictConfig) -> Run:
     module.run_config = plain  # set after: instantiate would build the _target_s inside it
     _check_data_matches_model(dataset, module)
     datamodule = build(cfg.datamodule, "datamodule", dataset=dataset)
+    _check_metric_domain(cfg.get("metrics"), dataset)
 
     callbacks: list[L.Callback] = [
         build(node, f"callbacks.{name}") for name, node in (cfg.get("callbacks") or {}).items()
@@ -318,6 +319,19 @@ def _reference_dataset(cfg: DictConfig, dataset: Any) -> Any:
 def _check_data_matches_model(dataset: Any, module: Any) -> None:
     res = getattr(dataset, "resolution", None)
     g_res = getattr(module.G, "img_resolution", None)
+def _check_metric_domain(node: Any, dataset: Any) -> None:
+    """A metric on a dataset-specific feature network (the digits classifier) stops here when
+    the run's images are not that dataset's, before a step of training."""
+    if node is None or not isinstance(node.get("metrics"), ListConfig):
+        return
+    from dgan.metrics.domain import MetricDomainError, check_metric_domain
+
+    try:
+        check_metric_domain(node.metrics, dataset, "metrics.metrics")
+    except MetricDomainError as err:
+        raise ConfigError(str(err)) from None
+
+
     if res is not None and g_res is not None and res != g_res:
         raise ConfigError(
             f"dataset resolution {res} does not match model resolution {g_res}; "
