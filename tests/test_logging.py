@@ -112,7 +112,7 @@ def test_wandb_offline_run_has_config_scalars_metrics_and_images(wandb_run) -> N
     assert all(1 <= v <= 25 for _, v in covered)
     # Pictures at their kimg, with the PNG stored in the run's files.
     files = offline.path.parent / "files"
-    for key in ("samples", "diagnostics/d_by_t", "diagnostics/p_T"):
+    for key in ("samples", "diagnostics/d_by_t", "diagnostics/dynamics"):
         images = offline.series(key)
         assert [k for k, _ in images] == [0.256, 0.512], key
         for _, image in images:
@@ -146,7 +146,8 @@ def test_csv_run_writes_the_same_scalars_and_pngs(csv_run, wandb_run) -> None:
     run_dir = run.run_dir
     assert list((run_dir / "samples").glob("scatter*.png"))
     assert len(list((run_dir / "diagnostics").glob("d_by_t_kimg*.png"))) == 2
-    assert (run_dir / "diagnostics" / "p_T.png").exists()
+    assert (run_dir / "diagnostics" / "dynamics.png").exists()
+    assert "overfit/r_t" in rows[0] and "overfit/logit_fake" in rows[0]
     hparams = yaml.safe_load((run_dir / "hparams.yaml").read_text())
     assert "logger=csv" in hparams["overrides"] and hparams["dataset"]["name"] == "gaussians25"
     with (run_dir / "diagnostics" / "d_by_t.csv").open() as f:

@@ -120,7 +120,8 @@ def test_tensorboard_logger_gets_scalars_and_images(tmp_path) -> None:
     run.trainer.fit(run.module, datamodule=run.datamodule)
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0})
     events.Reload()
-    assert {"samples", "diagnostics/p_T"} <= set(events.Tags()["images"])
+    assert {"samples", "diagnostics/dynamics"} <= set(events.Tags()["images"])
+    assert "overfit/r_t" in events.Tags()["scalars"]
     assert len(events.Images("samples")) == 2
     assert "loss/G" in events.Tags()["scalars"]
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import json
 import math
 import re
 import statistics
@@ -64,6 +65,7 @@ GROUPS_MD = "sweep_groups.md"
 GROUPS_PNG = "sweep_groups.png"
 CURVES_CSV = "sweep_curves.csv"
 CURVES_PNG = "sweep_curves.png"
+FLOORS_FILE = "metric_floors.json"  # per run: the floors dgan.callbacks.overfitting wrote
 CURVE_COLUMNS = ("group", "evaluation", "n", "kimg_mean", "seconds_mean", "seconds_std",
                  "value_mean", "value_std")
 # Significant digits of the Markdown table.
@@ -426,9 +428,23 @@ def curve_table(jobs: Sequence[Job], group_keys: Sequence[str], metric: str
     return rows
 
 
+def job_floors(sweep_dir: Path, jobs: Sequence[Job], metric: str) -> list[float]:
+    """The distinct floors of ``metric`` (its value for the training subset itself, in each
+    job's ``metric_floors.json``, written by the overfitting callback), sorted."""
+    floors = set()
+    for job in jobs:
+        path = sweep_dir / job.name / FLOORS_FILE
+        if path.is_file():
+            value = json.loads(path.read_text(encoding="utf-8")).get(metric)
+            if value is not None:
+                floors.add(float(value))
+    return sorted(floors)
+
+
 def write_curves(rows: Sequence[dict[str, Any]], metric: str, csv_path: Path,
-                 png_path: Path) -> None:
-    """The curves as CSV and as two panels (against kimg, against training minutes)."""
+                 png_path: Path, floors: Sequence[float] = ()) -> None:
+    """The curves as CSV and as two panels (against kimg, against training minutes), with a
+    dashed line at each floor of the metric."""
     with csv_path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=CURVE_COLUMNS)
         writer.writeheader()
@@ -456,6 +472,9 @@ def write_curves(rows: Sequence[dict[str, Any]], metric: str, csv_path: Path,
             ax.plot(xs, mean, marker=".", label=f"{label} (n={n})")
             ax.fill_between(xs, low, high, alpha=0.2)
     for ax, xlabel in zip(axes[0], ("kimg", "training minutes"), strict=True):
+        for floor in floors:
+            ax.axhline(floor, color="black", ls="--", lw=0.8,
+                       label=f"floor: the training subset itself ({floor:.3g})")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(metric)
         if all(row["value_mean"] > 0 for row in rows):
@@ -485,7 +504,7 @@ def report_curves(sweep_dir: Path, group_keys: Sequence[str], metric: str | None
     check_metric_names([metric], jobs, sweep_dir, "--metric")
     rows = curve_table(jobs, group_keys, metric)
     paths = [sweep_dir / CURVES_CSV, sweep_dir / CURVES_PNG]
-    write_curves(rows, metric, *paths)
+    write_curves(rows, metric, *paths, floors=job_floors(sweep_dir, jobs, metric))
     return paths, rows
 
 

@@ -6,8 +6,9 @@ clean bucket t = 0), and scores them with D under no_grad. It runs on rank 0 wit
 generator, so training (its random streams and its hot path) is untouched. Each evaluation is
 appended to ``diagnostics/d_by_t.csv``, drawn to ``diagnostics/d_by_t_kimgKIMG.png`` and sent to
 the loggers as an image and a table. The p and T of the adaptive diffusion are sampled every few
-steps (device tensors, read back only at evaluation time) and drawn against kimg in
-``diagnostics/p_T.png`` (values in ``diagnostics/p_T.csv``).
+steps (device tensors, read back only at evaluation time) and written to
+``diagnostics/p_T.csv``; the picture of p and T over the run is ``diagnostics/dynamics.png``
+(:mod:`dgan.callbacks.overfitting`), beside r_d, r_t and D's logits.
 """
 
 from __future__ import annotations
@@ -122,8 +123,6 @@ class DiffusionDiagnostics(L.Callback):
         log_rows(trainer, f"{DIAGNOSTICS_DIR}/d_by_t_table", COLUMNS, rows, kimg)
         if self.history:
             self._write_history()
-            plot = _plot_history(self.history, self.out_dir / "p_T.png")
-            log_image_file(trainer, f"{DIAGNOSTICS_DIR}/p_T", plot, kimg)
         return rows
 
     def score(self, dataset: Any, pl_module: L.LightningModule) -> list[list[Any]]:
@@ -247,16 +246,3 @@ def _plot_buckets(rows: list[list[Any]], path: Path, kimg: float) -> Path:
     fig.suptitle(f"D per noise level, kimg {kimg:.1f}, T = {T}")
     return _save(fig, path)
 
-
-def _plot_history(history: list[list[float]], path: Path) -> Path:
-    plt = _figure()
-    kimg, p, T = zip(*history, strict=True)
-    fig, ax_p = plt.subplots(figsize=(7, 4), dpi=100)
-    ax_p.plot(kimg, p, color="tab:blue", label="p")
-    ax_p.set_xlabel("kimg")
-    ax_p.set_ylabel("p", color="tab:blue")
-    ax_T = ax_p.twinx()
-    ax_T.plot(kimg, T, color="tab:red", ls="--", label="T")
-    ax_T.set_ylabel("T", color="tab:red")
-    ax_p.set_title("adaptive diffusion: p and T")
-    return _save(fig, path)
