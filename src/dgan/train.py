@@ -6,6 +6,7 @@ names and fits them. Returns the headline metric, for sweepers that optimise it.
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from dgan.config.builder import ConfigError, Run, build_run
 from dgan.config.compose import check_overrides
 from dgan.config.debug import apply_debug
 from dgan.config.help_page import help_page, wants_help
+from dgan.config.instantiation import check_interpolations
 from dgan.config.launch import check_launch
 from dgan.config.paths import CONFIG_DIR
 from dgan.config.warnings import quiet_known_warnings
@@ -36,6 +38,10 @@ from dgan.tracking.loggers import finish_wandb
 
 # Exit status of a run stopped by an image file it cannot read (after its checkpoint).
 EXIT_BAD_FILE = 1
+# Exit status of a run stopped by a file it cannot write (read-only directory, full disk).
+EXIT_WRITE_FAILED = 1
+# What a directory that stopped taking files reports: no permission, read-only, full, quota.
+WRITE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
 # Exit status of a run interrupted with nothing saved (Ctrl-C before training, or twice): the
 # shell's 128 + SIGINT.
 EXIT_INTERRUPTED = 130
@@ -61,6 +67,7 @@ def _bad_file_stop(run: Run, error: ImageFileError) -> StoppedOnBadFile:
 
 def train(cfg: DictConfig) -> float | None:
     """Build everything ``cfg`` describes, fit, and return the headline metric (or None)."""
+    check_interpolations(cfg)  # before the debug overlay and the launch checks read values
     if apply_debug(cfg):
         print("[dgan] debug=default: tiny networks, a few steps, no metrics", flush=True)
     check_launch(cfg)
@@ -116,6 +123,21 @@ def job(cfg: DictConfig) -> float | None:
     except KeyboardInterrupt:
         print("[dgan] interrupted: nothing saved", file=sys.stderr, flush=True)
         sys.exit(EXIT_INTERRUPTED)
+    except OSError as err:
+        # The run directory made read-only, a full disk: a write that cannot start leaves each
+        # file as it was (checkpoints are replaced atomically), so resume=auto continues.
+        print(f"error: {write_failure_line(err)}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_WRITE_FAILED)
+
+
+def write_failure_line(err: OSError) -> str:
+    """One line for a file the run could not write (or read): which file, why, what to do."""
+    where = f" {err.filename}" if err.filename else ""
+    reason = err.strerror or str(err) or type(err).__name__
+    if err.errno not in WRITE_ERRNOS:
+        return f"cannot use{where} ({reason})"
+    return (f"cannot write{where} ({reason}); the files written so far are intact: make the "
+            "run directory writable (or free space) and continue with resume=auto")
 
 
 # Hydra's own options: they keep their dashes (every other --key=value becomes key=value).
