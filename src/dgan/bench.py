@@ -656,6 +656,7 @@ def _count(low: int) -> Any:
 
 def _check_presets(presets: tuple[str, ...]) -> str | None:
     """What is wrong with ``--presets`` (None: every name is a preset or an experiment)."""
+    from dgan.config.instantiation import closest_text, listed
     from dgan.config.paths import CONFIG_DIR
 
     experiments = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
@@ -663,8 +664,9 @@ def _check_presets(presets: tuple[str, ...]) -> str | None:
         return "--presets is empty; give e.g. --presets cifar,digits"
     for name in presets:
         if name not in PRESETS and name not in experiments:
-            return (f"--presets: {name!r} is neither a preset ({', '.join(PRESETS)}) nor an "
-                    f"experiment ({', '.join(experiments)})")
+            return listed(f"--presets: {name!r} is neither a preset ({', '.join(PRESETS)}) "
+                          f"nor an experiment{closest_text(name, experiments)}", "experiments",
+                          experiments)
     return None
 
 

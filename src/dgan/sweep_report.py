@@ -46,6 +46,7 @@ from typing import Any
 import yaml
 
 from dgan.config.cli_args import dashed
+from dgan.config.instantiation import listed
 from dgan.files.run_files import TRAIN_SECONDS, WHEN_KEYS, read_metrics
 from dgan.metrics.direction import higher_is_better
 
@@ -288,8 +289,8 @@ def check_metric_names(metrics: Sequence[str], jobs: Sequence[Job], sweep_dir: P
 
             close = difflib.get_close_matches(name, logged, n=3, cutoff=0.5)
             hint = f" (closest: {', '.join(close)})" if close else ""
-            raise ReportError(f"{option}={name}: no job of {sweep_dir} logged this metric"
-                              f"{hint}; logged metrics: {', '.join(logged)}")
+            raise ReportError(listed(f"{option}={name}: no job of {sweep_dir} logged this "
+                                     f"metric{hint}", "logged metrics", logged))
 
 
 def final_metrics(jobs: Sequence[Job]) -> list[str]:
@@ -385,8 +386,8 @@ def report_groups(sweep_dir: Path, group_keys: Sequence[str],
     unknown = [k for k in group_keys if all(k not in job.overrides for job in jobs)]
     if unknown:
         keys = sorted({k for job in jobs for k in job.overrides})
-        raise ReportError(f"--group-by {','.join(unknown)}: no job overrides it; the jobs' "
-                          f"override keys are {', '.join(keys)}")
+        raise ReportError(listed(f"--group-by {','.join(unknown)}: no job overrides it",
+                                 "the jobs' override keys", keys))
     if metrics:
         check_metric_names(metrics, jobs, sweep_dir, "--metrics")
     metrics = list(metrics) if metrics else final_metrics(jobs)

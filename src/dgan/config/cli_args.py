@@ -23,7 +23,7 @@ from typing import Any, NoReturn, TypeVar
 
 import yaml
 
-from dgan.config.instantiation import ConfigError
+from dgan.config.instantiation import ConfigError, closest_text, listed
 
 T = TypeVar("T")
 
@@ -140,17 +140,19 @@ def parse_key_values(
     hints = typing.get_type_hints(options)
     values: dict[str, Any] = {}
     extra: dict[str, dict[str, Any]] = {prefix: {} for prefix in passthrough}
-    valid = ", ".join([*fields, *(f"{p}.KEY" for p in passthrough)])
+    valid = [*fields, *(f"{p}.KEY" for p in passthrough)]
     for arg in argv:
         key, sep, text = strip_dashes(arg).partition("=")
         if not sep or not key:
-            raise ConfigError(f"argument {arg!r} is not key=value; valid keys: {valid}")
+            raise ConfigError(listed(f"argument {arg!r} is not key=value", "valid keys",
+                                     valid))
         prefix, dot, sub = key.partition(".")
         if dot and prefix in extra:
             extra[prefix][sub] = parse_value(text)
             continue
         if key not in fields:
-            raise ConfigError(f"{key}: unknown key; valid keys: {valid}")
+            raise ConfigError(listed(f"{key}: unknown key{closest_text(key, valid)}",
+                                     "valid keys", valid))
         if key in values:
             raise ConfigError(f"{key} is given twice")
         values[key] = _convert(key, parse_value(text), hints[key])

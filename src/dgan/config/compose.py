@@ -170,8 +170,7 @@ def _trainer_hint(key: str, given: str) -> str:
     setting = sorted(path.stem for path in (Path(CONFIG_DIR) / group).glob("*.yaml")
                      if name in OmegaConf.load(path))
     value = given.partition("=")[2]
-    route = f"choose trainer={'|'.join(setting)}, which set{'s' if len(setting) == 1 else ''} " \
-        f"it, or " if setting else ""
+    route = f"choose trainer={'|'.join(setting)} or " if setting else ""
     return f"; this trainer config sets no {name}: {route}add it with +{key}={value}"
 
 
@@ -181,7 +180,7 @@ def explain_override_error(err: BaseException, overrides: Sequence[str]) -> str:
 
     from hydra.errors import MissingConfigException
 
-    from dgan.config.instantiation import closest_first, closest_text, listed_below
+    from dgan.config.instantiation import closest_first, closest_text, listed
 
     text = str(err)
     if isinstance(err, MissingConfigException) or "Could not find '" in text:
@@ -193,7 +192,7 @@ def explain_override_error(err: BaseException, overrides: Sequence[str]) -> str:
 
             given = _override_for(group, overrides, choice)
             given = given if "=" in given else f"{group}={choice}"
-            return listed_below(
+            return listed(
                 f"{given}: no {group} config named {choice!r}{closest_text(choice, options)}",
                 "valid choices", closest_first(choice, options))
         return f"{missing}: no such config ({_first_line(err)})"
@@ -206,7 +205,7 @@ def explain_override_error(err: BaseException, overrides: Sequence[str]) -> str:
         if close:
             head += f"; closest valid keys: {', '.join(close)}"
         head += _trainer_hint(key, given)
-        return listed_below(head, "valid keys", near) if near else head
+        return listed(head, "valid keys", near) if near else head
     match = re.search(r"An item is already at '([^']+)'", text)
     if match:
         key = match.group(1)

@@ -70,8 +70,8 @@ def _explain(key: str, node: Any, err: BaseException) -> str:
         bad = text.split("'")[-2] if "'" in text else "?"
         target = node.get("_target_", key) if hasattr(node, "get") else key
         valid = _valid_keys(target)
-        listed = f"; valid keys: {', '.join(valid)}" if valid else ""
-        return f"{key}.{bad}: unknown key for {target}{listed}"
+        head = f"{key}.{bad}: unknown key for {target}"
+        return listed(head + closest_text(bad, valid), "valid keys", valid) if valid else head
     if "=" in text.split(" ")[0]:  # our modules start messages with "name=value"
         return f"{key}.{text}"
     return f"{key}: {text}"
@@ -148,8 +148,8 @@ def check_node(node: DictConfig, key: str, given: Iterable[str] = ()) -> None:
             continue
         path = f"{key}.{name}"
         if name not in params and not takes_any:
-            raise ConfigError(f"{path}: unknown key for {node._target_}; valid keys: "
-                              f"{', '.join(closest_first(name, valid))}")
+            raise ConfigError(listed(f"{path}: unknown key for {node._target_}",
+                                     "valid keys", closest_first(name, valid)))
         value = node[name]
         if isinstance(value, DictConfig) and "_target_" in value:
             check_node(value, path)
@@ -202,14 +202,18 @@ def closest_first(name: str, valid: Iterable[str]) -> list[str]:
 # needs beyond it goes on the lines that follow, wrapped at LIST_WIDTH.
 MAX_ERROR_LINE = 200
 LIST_WIDTH = 96
+LIST_INDENT = "  "
+# How every command prints a ConfigError.
+ERROR_PREFIX = "error: "
 # Choices shown on the first line: the closest matches to what was typed.
 CLOSEST_SHOWN = 3
 
 
-def listed_below(head: str, label: str, items: Iterable[Any]) -> str:
-    """``head`` on the first line, then ``label: a, b, c`` wrapped on the lines that follow
-    (indented), so that an error naming the bad key stays short however many choices there
-    are.
+def listed(head: str, label: str, items: Iterable[Any]) -> str:
+    """``head; label: a, b, c`` on one line when it is short; otherwise ``head; label:`` and
+    the items wrapped on the indented lines that follow, so that an error naming the bad key
+    stays one short line however many choices there are. Joined back (each line break and its
+    indent read as one space) it is the one-line form.
 
     Args:
         head: the error itself (the bad key or value and what is wrong).
@@ -218,10 +222,21 @@ def listed_below(head: str, label: str, items: Iterable[Any]) -> str:
     """
     import textwrap
 
-    body = textwrap.fill(f"{label}: " + ", ".join(map(str, items)), width=LIST_WIDTH,
-                         initial_indent="  ", subsequent_indent="    ",
-                         break_long_words=False, break_on_hyphens=False)
-    return f"{head}\n{body}"
+    joined = ", ".join(map(str, items))
+    inline = f"{head}; {label}: {joined}"
+    if len(ERROR_PREFIX) + len(inline) <= MAX_ERROR_LINE:
+        return inline
+    body = textwrap.fill(joined, width=LIST_WIDTH, initial_indent=LIST_INDENT,
+                         subsequent_indent=LIST_INDENT, break_long_words=False,
+                         break_on_hyphens=False)
+    return f"{head}; {label}:\n{body}"
+
+
+def one_line(message: str) -> str:
+    """A message of :func:`listed` as one line (each line break and its indent: one space)."""
+    import re
+
+    return re.sub(r"\n\s*", " ", message)
 
 
 def closest_text(name: str, valid: Iterable[str]) -> str:
@@ -243,7 +258,18 @@ def check_interpolations(cfg: DictConfig, prefix: str = "", skip: Iterable[str] 
         prefix: the dotted key of ``cfg`` in the run config.
         skip: top-level keys left alone (Hydra's own node).
     """
-    from omegaconf.errors import GrammarParseError, InterpolationResolutionError
+    from omegaconf.errors import (
+        GrammarParseError,
+        InterpolationKeyError,
+        InterpolationResolutionError,
+        InterpolationToMissingValueError,
+        UnsupportedInterpolationType,
+    )
+
+    # What an interpolation itself gets wrong; a resolver that fails on a bad value (a list
+    # where a number is) is left to the check of that value, which names it.
+    unresolvable = (GrammarParseError, InterpolationKeyError, InterpolationToMissingValueError,
+                    UnsupportedInterpolationType)
 
     keys = list(cfg.keys()) if isinstance(cfg, DictConfig) else list(range(len(cfg)))
     for name in keys:
@@ -254,14 +280,15 @@ def check_interpolations(cfg: DictConfig, prefix: str = "", skip: Iterable[str] 
         if OmegaConf.is_interpolation(cfg, name):
             try:
                 cfg[name]
-            except (InterpolationResolutionError, GrammarParseError) as err:
+            except unresolvable as err:
                 raw = cfg._get_node(name)._value()  # noqa: SLF001 - the text as written
                 reason = str(err).strip().splitlines()[0] if str(err).strip() else \
                     type(err).__name__
-                if reason[1:2].islower():  # a sentence, not a class name (KeyError)
-                    reason = reason[:1].lower() + reason[1:]
+                reason = reason[:1].lower() + reason[1:]
                 raise ConfigError(f"{path}={raw}: {reason}; give a value, or ${{KEY}} naming "
                                   "a key of the run config") from None
+            except InterpolationResolutionError:
+                pass  # a resolver refusing a bad value: the check of that value names it
             continue
         child = cfg._get_node(name)  # noqa: SLF001 - without resolving it
         if isinstance(child, DictConfig | ListConfig) and not child._is_none() \
