@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from dgan.config.instantiation import ConfigError, build
+from dgan.config.stored_config import StoredConfigRefused, check_stored_config
 from dgan.config.timestep_input import discriminator_t_settings
 
 G_EMA_PREFIX = "G_ema."
@@ -141,6 +142,8 @@ def read_checkpoint(path: str | Path, key: str = "ckpt") -> dict[str, Any]:
                           "section with the run config)")
     if not isinstance(state.get("state_dict"), dict):
         raise ConfigError(f"{key}={path}: the checkpoint has no state_dict")
+    # Every reader builds parts of this config: it may name only what dgan builds.
+    check_stored_config(dgan_state["config"], f"{key}={path}")
     return state
 
 
@@ -169,6 +172,8 @@ def read_pickle_checkpoint(path: str | Path, key: str = "pkl") -> dict[str, Any]
         if problem.startswith("holds objects"):  # a torch zip: try it as a dgan checkpoint
             try:
                 read_checkpoint(path, key)
+            except StoredConfigRefused:
+                raise
             except ConfigError:
                 pass
             else:
@@ -177,7 +182,7 @@ def read_pickle_checkpoint(path: str | Path, key: str = "pkl") -> dict[str, Any]
                     "as ckpt= (generate, evaluate), resume= or init= (train)")
         raise ConfigError(f"{key}={path}: {problem.replace('checkpoint', 'network pickle')}")
     try:
-        return read_network_pickle_as_checkpoint(path)
+        converted = read_network_pickle_as_checkpoint(path)
     except (pickle.UnpicklingError, MappingError, NotAModuleError, EOFError, KeyError,
             ValueError) as err:
         # UnsafePickleError is an UnpicklingError: it names the refused class.
@@ -186,6 +191,9 @@ def read_pickle_checkpoint(path: str | Path, key: str = "pkl") -> dict[str, Any]
             text = "the file ends early: truncated"
         raise ConfigError(f"{key}={path}: cannot convert the network pickle ({text}); nothing "
                           "in it was run") from err
+    # The pickle's own data (training_set_kwargs) reaches the config the commands build from.
+    check_stored_config(converted["dgan"]["config"], f"{key}={path}")
+    return converted
 
 
 def read_any_checkpoint(path: str | Path, key: str = "ckpt") -> dict[str, Any]:
