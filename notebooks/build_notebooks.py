@@ -208,15 +208,16 @@ plt.tight_layout()
 plt.show()'''),
     ("md", """## What the diffusion did
 
-p and T of the adaptive diffusion against kimg, and D's accuracy per noise level at the end of
-training (both written by the diagnostics callback to `diagnostics/` in the run directory)."""),
+r_d against its target, r_t, p and T over the run, with D's logits on training and generated
+points (`diagnostics/dynamics.png`, from the overfitting callback), and D's accuracy per noise
+level at the end of training (the diagnostics callback); both in `diagnostics/` of the run."""),
     ("code", '''import csv
 
 run_dir = runs["Diffusion-GAN"].run_dir
-with open(run_dir / "diagnostics" / "p_T.csv") as f:
+with open(run_dir / "diagnostics" / "dynamics.csv") as f:
     history = list(csv.DictReader(f))
-assert history, "the diagnostics callback recorded no p/T history"
-display(Image(filename=str(run_dir / "diagnostics" / "p_T.png")))
+assert history, "the overfitting callback recorded no history"
+display(Image(filename=str(run_dir / "diagnostics" / "dynamics.png")))
 display(Image(filename=str(sorted((run_dir / "diagnostics").glob("d_by_t_kimg*.png"))[-1])))'''),
 ]
 

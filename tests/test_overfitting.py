@@ -184,3 +184,31 @@ def test_picture_without_diffusion_or_heldout(tmp_path: Path) -> None:
     t_history = [[4.0, 0, 0, 1.0], [8.0, 0, 0, 1.2]]
     path = plot_dynamics(history, t_history, tmp_path / "d.png")
     assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_r_t_scores_the_clean_reals_itself_when_d_never_sees_them() -> None:
+    from types import SimpleNamespace
+
+    from dgan.diffusion.process import Diffusion
+
+    seen_t: list[torch.Tensor] = []
+
+    def D(x, c, t):
+        seen_t.append(t)
+        return x.flatten(1).mean(1, keepdim=True)
+
+    trainer = SimpleNamespace(strategy=SimpleNamespace(reduce=lambda x, reduce_op: x))
+    real = torch.stack([torch.full((1, 4, 4), v) for v in (0.5, -0.2, 0.3, 0.9)])
+    batch = (real, torch.zeros(4, 0))
+    outputs = {CLEAN_SIGNS: torch.tensor(-4.0), CLEAN_COUNT: torch.tensor(4.0)}
+    # Every t >= 1: the loss's clean count would be 0, so D scores the batch at t = 0 itself.
+    noisy = SimpleNamespace(D=D, diffusion=Diffusion(t_sampling="per_sample"))
+    monitor = OverfittingMonitor(run_dir=".")
+    monitor._accumulate(noisy, outputs, batch)
+    assert monitor._take_r_t(trainer, torch.device("cpu")) == pytest.approx(0.5)
+    assert torch.equal(seen_t[-1], torch.zeros(4, dtype=torch.long))
+    # Half the pool at t = 0: the loss's own count of the clean reals is used.
+    pooled = SimpleNamespace(D=D, diffusion=Diffusion())
+    monitor = OverfittingMonitor(run_dir=".")
+    monitor._accumulate(pooled, outputs, batch)
+    assert monitor._take_r_t(trainer, torch.device("cpu")) == -1.0 and len(seen_t) == 1
