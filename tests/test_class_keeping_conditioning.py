@@ -20,6 +20,7 @@ CLASS_MARGIN = 0.05
 # Above this cosine two conditioning vectors are, for D, the same direction.
 COLLAPSED = 0.98
 T_MAX = 1000
+QUIET_CALLBACKS = ("samples", "progress", "throughput", "toy_figure", "overfitting")
 
 
 def _head(mode: str, c_dim: int = 10, seed: int = 0, **kwargs) -> TimestepConditioning:
@@ -128,3 +129,58 @@ def test_misspelt_encoding_is_refused_naming_separate(compose_cfg) -> None:
     with pytest.raises(ConfigError, match=r"t_conditioning.*'seperate'.*separate") as info:
         build_run(cfg)
     assert "\n" not in str(info.value)
+
+
+def _train_conditional(tmp_path, mode: str):
+    """A tiny conditional digits run under ``mode``; D's head at initialisation and the run."""
+    import copy
+
+    from dgan.config.debug import apply_debug
+
+    from .conftest import compose_train
+
+    # Only the diagnostics among the callbacks: the others cost time and test nothing here.
+    quiet = [f"callbacks.{name}=null" for name in QUIET_CALLBACKS]
+    cfg = compose_train(["experiment=digits_stylegan2_cond", "debug=default", "kimg=0.08",
+                         "callbacks.diagnostics.every_kimg=0.04",
+                         "callbacks.diagnostics.num_samples=8",
+                         f"model.discriminator.t_conditioning={mode}", *quiet], tmp_path / mode)
+    apply_debug(cfg)
+    run = build_run(cfg)
+    initial = copy.deepcopy(run.module.D.head)
+    run.trainer.fit(run.module, datamodule=run.datamodule)
+    return initial, run
+
+
+def _last_rows(path) -> list[tuple[str, int, int, float]]:
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    last = max(float(r["kimg"]) for r in rows)
+    return [(r["kind"], int(r["t_a"]), int(r["t_b"]), float(r["cosine"]))
+            for r in rows if float(r["kimg"]) == last]
+
+
+@pytest.mark.parametrize("mode", ["separate", "raw"])
+def test_class_keeping_after_a_short_training_run(tmp_path, mode: str) -> None:
+    initial, run = _train_conditional(tmp_path, mode)
+    trained = run.module.D.head
+    t_max = trained.t_max
+    moved = [not torch.equal(a, b) for a, b in zip(initial.parameters(), trained.parameters(),
+                                                     strict=True)]
+    assert all(moved)  # training reached every parameter of the head
+    written = _last_rows(run.run_dir / "diagnostics" / "conditioning.csv")
+    for got, want in zip(written, conditioning_cosines(trained), strict=True):
+        assert got[:3] == want[:3] and got[3] == pytest.approx(want[3], abs=1e-9)
+    for head in (initial, trained):
+        rows = conditioning_cosines(head)
+        classes = class_cosines(rows)
+        assert sorted(classes) == [0, 10, 100, t_max]
+        if mode == "separate":
+            for t in (10, 100, t_max):
+                assert classes[t] <= classes[0] + CLASS_MARGIN, classes
+            assert max(t_cosines(rows).values()) < COLLAPSED
+        else:  # the reference's encoding: the classes fold together under the chain
+            for t in (100, t_max):
+                assert classes[t] > COLLAPSED > classes[0] + CLASS_MARGIN, classes

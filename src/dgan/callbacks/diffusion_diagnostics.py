@@ -8,7 +8,9 @@ appended to ``diagnostics/d_by_t.csv``, drawn to ``diagnostics/d_by_t_kimgKIMG.p
 the loggers as an image and a table. The p and T of the adaptive diffusion are sampled every few
 steps (device tensors, read back only at evaluation time) and written to
 ``diagnostics/p_T.csv``; the picture of p and T over the run is ``diagnostics/dynamics.png``
-(:mod:`dgan.callbacks.overfitting`), beside r_d, r_t and D's logits.
+(:mod:`dgan.callbacks.overfitting`), beside r_d, r_t and D's logits. With each evaluation the
+cosines of D's conditioning head (how far apart it keeps the classes and the timesteps) go to
+``diagnostics/conditioning.csv`` (:mod:`dgan.callbacks.conditioning_report`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ import lightning as L
 import torch
 
 from dgan.callbacks.cadence import EveryKimg
+from dgan.callbacks.conditioning_report import (
+    CONDITIONING_COLUMNS,
+    CONDITIONING_FILE,
+    append_conditioning_rows,
+    conditioning_rows,
+)
 from dgan.files.atomic import atomic_write_bytes
 from dgan.tracking.records import log_image_file, log_rows
 
@@ -121,6 +129,11 @@ class DiffusionDiagnostics(L.Callback):
         plot = _plot_buckets(rows, self.out_dir / f"d_by_t_kimg{kimg:010.3f}.png", kimg)
         log_image_file(trainer, f"{DIAGNOSTICS_DIR}/d_by_t", plot, kimg, f"kimg {kimg:.1f}")
         log_rows(trainer, f"{DIAGNOSTICS_DIR}/d_by_t_table", COLUMNS, rows, kimg)
+        cosines = conditioning_rows(pl_module.D, kimg)
+        append_conditioning_rows(self.out_dir / CONDITIONING_FILE, cosines)
+        if cosines:
+            log_rows(trainer, f"{DIAGNOSTICS_DIR}/conditioning", CONDITIONING_COLUMNS, cosines,
+                     kimg)
         if self.history:
             self._write_history()
         return rows

@@ -55,7 +55,7 @@ class MLPDiscriminator(nn.Module):
         hidden: width of the hidden layers.
         num_layers: number of hidden layers.
         c_dim: label width (0: unconditional).
-        t_conditioning: raw | normalized | sinusoidal | none.
+        t_conditioning: raw | normalized | sinusoidal | separate | none.
         t_max: largest timestep (scale of the normalized encoding).
         cmap_dim: width of the projection head.
         mapping_layers: layers of the head's mapping network.

@@ -178,7 +178,8 @@ class Discriminator(nn.Module):
         mbstd_group_size: group size of the minibatch-stddev layer (None: whole batch).
         mbstd_num_channels: channels appended by the minibatch-stddev layer (0: no layer).
         cmap_dim: width of the projection (None: the channels at 4x4, as in the reference).
-        t_conditioning: encoding of t: ``raw`` | ``normalized`` | ``sinusoidal`` | ``none``.
+        t_conditioning: encoding of t: ``raw`` | ``normalized`` | ``sinusoidal`` |
+            ``separate`` | ``none`` (:mod:`dgan.networks.conditioning`).
         t_max: largest timestep (the scale of ``normalized``).
         mapping_layers: layers of the head's mapping network.
         mapping_lr_multiplier: learning-rate multiplier of the head's mapping network.
