@@ -22,10 +22,18 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from dgan.callbacks.checkpoint import LAST
 from dgan.callbacks.metrics import MetricsCallback
 from dgan.config.batch_layout import batch_layout
-from dgan.config.instantiation import ConfigError, build, describe, fits, show_value  # noqa: F401
+from dgan.config.instantiation import (  # noqa: F401
+    ConfigError,
+    build,
+    closest_text,
+    describe,
+    fits,
+    listed,
+    show_value,
+)
 from dgan.config.timestep_input import discriminator_t_settings
 from dgan.files.state_fit import state_mismatches
-from dgan.files.writable import check_writable_dir
+from dgan.files.writable import check_creatable_dir, check_writable_dir
 from dgan.tracking.run_info import run_info
 
 
@@ -86,6 +94,7 @@ def build_run(cfg: DictConfig) -> Run:
     seed_everything(int(cfg.seed))
     run_dir = Path(cfg.paths.output_dir)
     check_writable_dir(run_dir, "hydra.run.dir")
+    check_cache_dirs(cfg)
     plain = plain_config(cfg)
 
     if "path" in cfg.dataset and not cfg.dataset.path:
@@ -145,6 +154,19 @@ def build_run(cfg: DictConfig) -> Run:
     return Run(cfg, run_dir, trainer, module, datamodule, metrics, ckpt_path, finish_only)
 
 
+def check_cache_dirs(cfg: DictConfig) -> None:
+    """The metric caches can be made: a cache under a file would otherwise stop the run at its
+    first evaluation, at the end of a short run, with its result lost."""
+    seen = set()
+    for key in ("paths.cache_dir", "metrics.cache_dir"):
+        path = OmegaConf.select(cfg, key, default=None)
+        if key.startswith("metrics.") and not (cfg.get("metrics") and cfg.metrics.get("metrics")):
+            continue
+        if isinstance(path, str) and path and path not in seen:
+            seen.add(path)
+            check_creatable_dir(path, key)
+
+
 # What build_run passes to each top-level target besides the node's own keys.
 BUILD_GIVEN: dict[str, tuple[str, ...]] = {
     "model": ("diffusion", "adaptive", "augment", "total_kimg"),
@@ -165,8 +187,9 @@ def check_run_config(cfg: DictConfig) -> None:
         cfg: the composed run config (with Hydra's node when composed by Hydra).
     """
     from dgan.config import rules
-    from dgan.config.instantiation import check_finite, check_node
+    from dgan.config.instantiation import check_finite, check_interpolations, check_node
 
+    check_interpolations(cfg)
     check_top_level(cfg)
     for key in cfg:
         key = str(key)
@@ -212,9 +235,9 @@ def check_top_level(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={show_value(value)} is not valid; expected {rule.text()}")
     added = unread_top_level_keys(cfg)
     if added:
-        valid = ", ".join(sorted(k for k in cfg if k not in added and k != "hydra"))
-        raise ConfigError(f"+{added[0]}: no part of dgan reads a top-level key {added[0]!r}; "
-                          f"top-level keys: {valid}")
+        valid = sorted(str(k) for k in cfg if k not in added and k != "hydra")
+        raise ConfigError(listed(f"+{added[0]}: no part of dgan reads a top-level key "
+                                 f"{added[0]!r}", "top-level keys", valid))
     unread = unread_nested_keys(cfg)
     if unread:
         raise ConfigError(f"+{unread[0]}: no part of dgan reads {unread[0]!r} (no object is "
@@ -284,8 +307,13 @@ def _check_metric_names(node: Any) -> None:
     for name in node.metrics:
         try:
             _, num = lookup_metric(str(name))
-        except ValueError as err:
-            raise ConfigError(f"metrics.metrics: {err}") from None
+        except ValueError:
+            from dgan.evaluate import metric_name_forms
+
+            forms = metric_name_forms()
+            raise ConfigError(listed(f"metrics.metrics: unknown metric {str(name)!r}"
+                                     f"{closest_text(str(name), forms)}", "valid metrics",
+                                     forms)) from None
         if num == 0:
             raise ConfigError(f"metrics.metrics: {name} selects 0 samples; give a count, e.g. "
                               f"{str(name).replace('0k', '50k', 1)}")
