@@ -167,6 +167,23 @@ def iteration(trainer: L.Trainer) -> int:
     return int(batches) if batches is not None else int(trainer.global_step)
 
 
+def align_iteration(trainer: L.Trainer, steps: int) -> None:
+    """Make the loggers' step (:func:`iteration`) count ``steps`` training iterations done.
+
+    Lightning restores a mid-epoch checkpoint as one taken inside a step, before the step was
+    counted, and adds one. dgan's checkpoints lie between two steps, after the count, so
+    without this a resumed run would label every record one step later than an uninterrupted
+    run does.
+
+    Args:
+        trainer: the running trainer.
+        steps: training iterations done (the module's ``cur_step``).
+    """
+    epoch_loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    if epoch_loop is not None and hasattr(epoch_loop, "_batches_that_stepped"):
+        epoch_loop._batches_that_stepped = int(steps)
+
+
 def write_scalars(trainer: L.Trainer, scalars: dict[str, float], kimg: float,
                   step: int | None = None) -> None:
     """``log_scalars`` without the flush: for the deferred records themselves."""
