@@ -8,6 +8,16 @@ from typing import Any
 import lightning as L
 
 
+def kimg_tag(kimg: float) -> str:
+    """kimg as picture file names carry it: ``000080`` (StyleGAN2-ADA's six digits), or with
+    the thousandths when it is not whole, ``000000.800``, so that the points of a run shorter
+    than a few kimg do not overwrite each other."""
+    nimg = round(kimg * 1000)
+    if nimg % 1000 == 0:
+        return f"{nimg // 1000:06d}"
+    return f"{nimg // 1000:06d}.{nimg % 1000:03d}"
+
+
 class EveryKimg:
     """Due once each time kimg reaches the next multiple of ``every_kimg``.
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from dgan.callbacks.cadence import KimgSnapshots
+from dgan.callbacks.cadence import KimgSnapshots, kimg_tag
 from dgan.files.toy_figure import (
     DEFAULT_LIM,
     discriminator_maps,
@@ -20,7 +20,7 @@ from dgan.tracking.records import log_image_file
 
 
 class ToyFigure(KimgSnapshots):
-    """Writes ``<run_dir>/samples/toy{kimg:06d}.png`` every ``every_kimg`` and at the end.
+    """Writes ``<run_dir>/samples/toy{kimg_tag}.png`` every ``every_kimg`` and at the end.
 
     Only for 2-D point data (an image run writes nothing). The maps use the D being trained and
     the diffusion's current chain length T (see :func:`dgan.files.toy_figure.figure_timesteps`).
@@ -77,7 +77,7 @@ class ToyFigure(KimgSnapshots):
             D.train(was_training)
         kimg = pl_module.kimg
         path = save_toy_figure(fakes, reals[: self.num_points], maps, ts,
-                               self.out_dir / f"toy{int(kimg):06d}.png",
+                               self.out_dir / f"toy{kimg_tag(kimg)}.png",
                                method_name(diffusion is not None), kimg, self.lim)
         self.written.append(path)
         log_image_file(trainer, "toy_figure", path, kimg, caption=f"kimg {kimg:.1f}")

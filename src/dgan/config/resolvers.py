@@ -84,9 +84,37 @@ def ada_kimg(default: float, *, _root_: Any) -> float:
     return float(share) * float(OmegaConf.select(_root_, "kimg"))
 
 
+DEFAULT_POINTS_PER_RUN = 10
+
+
+def per_run(longest: float, points: int | None = None, *, _root_: Any) -> float:
+    """A period of the periodic callbacks that follows the run's length: ``kimg / points``, but
+    never longer than ``longest``.
+
+    A fixed period suits only runs of one length: 50 kimg gives a 25,000 kimg run 500 pictures
+    and an 8 kimg run none before its end. So the defaults ask for a number of points per run
+    (the top-level ``points_per_run``, 10), and keep the former fixed period as the longest
+    gap, so that long runs are sampled as often as they were. A number given to the key itself
+    (``metrics.every_kimg=8``) replaces all this.
+
+    Args:
+        longest: the longest period in kimg (``${dgan.per_run:50}``).
+        points: points per run for this key (``${dgan.per_run:320,5}``); None: the top-level
+            ``points_per_run``.
+    """
+    if points is None:
+        points = OmegaConf.select(_root_, "points_per_run", default=None)
+    points = DEFAULT_POINTS_PER_RUN if points is None else int(points)
+    kimg = float(OmegaConf.select(_root_, "kimg"))
+    if points < 1:
+        raise ValueError(f"points_per_run={points} must be >= 1")
+    return min(float(longest), kimg / points)
+
+
 def register() -> None:
     for name, fn in (("dgan.auto_preset", auto_preset), ("dgan.sweep_group", sweep_group),
                      ("dgan.experiment_name", experiment_name), ("dgan.ada_kimg", ada_kimg),
+                     ("dgan.per_run", per_run),
                      ("dgan.slurm_gpus_per_node", slurm_gpus_per_node),
                      ("dgan.metrics.direction", metric_direction)):
         if not OmegaConf.has_resolver(name):

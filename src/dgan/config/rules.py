@@ -420,6 +420,7 @@ BY_KEY: dict[str, Rule] = {
     "overwrite": Rule("custom", check=lambda value: isinstance(value, bool),
                       words="true or false"),
     "ada_share": Num(0, 1, low_open=True, null=True),
+    "points_per_run": SIZE,
     "run_name": Text(),
     "paths.output_dir": PATH,
     "paths.cache_dir": PATH,
