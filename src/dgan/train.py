@@ -33,6 +33,7 @@ from dgan.config.paths import CONFIG_DIR
 from dgan.config.warnings import quiet_known_warnings
 from dgan.data.images import ImageFileError
 from dgan.files.console_log import LOG_FILE, ConsoleLog
+from dgan.files.run_dir import check_before_hydra, claim_run_dir
 from dgan.files.writable import check_creatable_dir
 from dgan.tracking.loggers import finish_wandb
 
@@ -71,6 +72,12 @@ def train(cfg: DictConfig) -> float | None:
     if apply_debug(cfg):
         print("[dgan] debug=default: tiny networks, a few steps, no metrics", flush=True)
     check_launch(cfg)
+    with claim_run_dir(cfg):  # its lock and the fresh-start rule, before anything is built
+        return _fit(cfg)
+
+
+def _fit(cfg: DictConfig) -> float | None:
+    """:func:`train` in a run directory that is this process's: build, fit, report."""
     run = build_run(cfg)
     print(f"[dgan] run directory: {run.run_dir}", flush=True)
     with SignalGuard(guarded_signals(cfg)):
@@ -189,6 +196,7 @@ def main() -> None:
     try:
         check_output_dirs(sys.argv[1:])
         check_overrides(sys.argv[1:])  # Hydra's own override errors, in one line
+        check_before_hydra(sys.argv[1:])  # before Hydra writes into a run directory in use
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)

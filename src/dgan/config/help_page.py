@@ -66,6 +66,9 @@ Resume and init
   resume=auto hydra.run.dir=RUN_DIR      continue a run from its last.ckpt (kimg is the
                                          total length, so the same command continues it)
   resume=RUN_DIR/checkpoints/last.ckpt   continue from a given checkpoint
+  overwrite=true hydra.run.dir=RUN_DIR   a NEW run in RUN_DIR: the old run there is moved to
+                                         RUN_DIR.old-DATE (without it a fresh start
+                                         refuses a directory that holds a run)
   init=PATH                              a NEW run from weights: a dgan .ckpt or a
                                          StyleGAN2-ADA network .pkl (fine-tuning), or
                                          a published network's name (diffusion-...)

@@ -672,6 +672,19 @@ def _write_zip(dest: Path, source: _Source, max_images: int | None) -> tuple[int
     return count, num_classes
 
 
+def _check_dest_outside_source(source: Path, dest: Path) -> None:
+    """The zip written is not the source itself, nor a file inside a source folder (the
+    conversion would replace the images it reads, or read its own output)."""
+    source_at, dest_at = source.resolve(), dest.resolve()
+    if dest_at == source_at:
+        raise PrepareError(f"--dest={dest} is the source itself; write the zip to another path")
+    if source_at.name == LMDB_DATA_FILE:
+        source_at = source_at.parent  # an LMDB export is read as its whole folder
+    if source_at in dest_at.parents:
+        raise PrepareError(f"--dest={dest} is inside --source={source}; write the zip outside "
+                           "the source folder")
+
+
 def _check_dest_folder(dest: Path) -> None:
     """The folder of ``dest`` exists or can be made, before any source is read."""
     from dgan.config.instantiation import ConfigError
@@ -811,6 +824,8 @@ def prepare(
 
     raw = os.fspath(source)
     path = Path(raw).expanduser()
+    if raw != "digits" and path.exists():
+        _check_dest_outside_source(path, dest)
     members: _Members | None = None
     if raw == "digits":
         # The literal word selects the embedded digits; a folder of that name is "./digits".

@@ -7,8 +7,8 @@ dropped, because the resumed run writes those kimg again: no kimg appears twice.
 
 Record files are the CSV files with a ``kimg`` column and the JSON-lines files whose records
 have a ``kimg`` key, anywhere below the run directory except the folders of other programs
-(W&B's own files, Hydra's). Lightning's ``CSVLogger`` would delete ``metrics.csv`` when it
-starts; :class:`RunCSVLogger` appends to it instead.
+(W&B's own files, Hydra's) and of other runs below it. Lightning's ``CSVLogger`` would delete
+``metrics.csv`` when it starts; :class:`RunCSVLogger` appends to it instead.
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ KIMG = "kimg"
 KIMG_DECIMALS = 3  # one image: the resolution of every kimg a record file holds
 CSV_SUFFIX = ".csv"
 JSONL_SUFFIX = ".jsonl"
-# Folders below a run directory that other programs own (W&B, Hydra) or that hold caches.
-FOREIGN_DIRS = ("wandb", ".hydra", "cache")
 WANDB_ID_FILE = "wandb_run_id.txt"
 BEFORE_ANY_KIMG = -1.0  # every record lies past it: what a fresh start keeps of an old history
 
@@ -83,22 +81,23 @@ def _trim_jsonl(path: Path, kimg: float) -> bool:
 
 
 def record_files(run_dir: str | os.PathLike[str]) -> list[Path]:
-    """The CSV and JSON-lines files of a run directory (not those of W&B or Hydra).
+    """The CSV and JSON-lines files of a run directory: not those of W&B or Hydra, nor those of
+    other runs below it (a run started in a parent of other runs leaves them as they are).
 
     Args:
         run_dir: the run directory.
     """
+    from dgan.files.run_dir import walk_own
+
     root = Path(run_dir)
     if not root.is_dir():
         return []
     found = []
-    for path in sorted(root.rglob("*")):
-        parts = path.relative_to(root).parts
-        if path.suffix in (CSV_SUFFIX, JSONL_SUFFIX) and path.is_file() and not (
-            set(parts[:-1]) & set(FOREIGN_DIRS)
-        ):
-            found.append(path)
-    return found
+    for folder, names in walk_own(root):
+        found.extend(folder / name for name in names
+                     if Path(name).suffix in (CSV_SUFFIX, JSONL_SUFFIX)
+                     and (folder / name).is_file())
+    return sorted(found)
 
 
 def trim_history(run_dir: str | os.PathLike[str], kimg: float | None) -> list[Path]:
