@@ -110,3 +110,67 @@ def test_refused_for_a_dataset_that_is_not_the_digits(digits_cache) -> None:
     assert "\n" not in str(info.value)
     # Names that are not the class accuracy pass the check untouched.
     check_class_accuracy(["fid_digits2k_full"], Exploding(0), toy)
+
+
+def _tiny_run(tmp_path: Path, experiment: str, cache: Path):
+    from omegaconf import open_dict
+
+    from dgan.config.builder import build_run
+    from dgan.config.debug import apply_debug
+
+    from .conftest import compose_train
+
+    # The metric and the checkpoint are what is tested; the other callbacks only cost time.
+    quiet = [f"callbacks.{name}=null" for name in
+             ("samples", "progress", "throughput", "diagnostics", "overfitting", "toy_figure")]
+    cfg = compose_train([f"experiment={experiment}", "debug=default", "metrics=digits",
+                         "metrics.metrics=[cacc_digits200]", "metrics.every_kimg=0", *quiet],
+                        tmp_path / "run")
+    with open_dict(cfg):
+        cfg.paths.cache_dir = str(cache)
+    apply_debug(cfg)
+    return build_run(cfg)
+
+
+def test_refused_before_training_for_an_unconditional_run(tmp_path, digits_cache) -> None:
+    from dgan.config.builder import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^metrics\.metrics: cacc_digits200 needs .*c_dim=0; "
+                                          r"train one with experiment=digits_stylegan2_cond$"):
+        _tiny_run(tmp_path, "digits_stylegan2", digits_cache)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_usable_in_training_and_in_evaluate(tmp_path, digits_cache, capsys) -> None:
+    import json
+
+    from PIL import Image
+
+    from dgan import evaluate
+
+    run = _tiny_run(tmp_path, "digits_stylegan2_cond", digits_cache)
+    run.trainer.fit(run.module, datamodule=run.datamodule)
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    last = json.loads(lines[-1])
+    values = [last[f"cacc_digits200_class{k}"] for k in range(10)]
+    assert all(0 <= v <= 1 for v in values)
+    assert last["cacc_digits200"] == pytest.approx(sum(values) / 10)
+
+    out = tmp_path / "eval"
+    assert evaluate.main([f"ckpt={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}",
+                          "metrics=[cacc_digits200]", f"cache_dir={digits_cache}",
+                          f"outdir={out}"]) == 0
+    results = json.loads((out / "metrics-last.json").read_text())["results"]
+    assert sorted(results) == sorted(["cacc_digits200", *(f"cacc_digits200_class{k}" for k in
+                                                          range(10))])
+
+    # A folder of images has no labels to draw for: refused before any image is scored.
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(10):
+        Image.new("L", (32, 32), color=i * 25).save(images / f"{i}.png")
+    capsys.readouterr()
+    assert evaluate.main([f"images={images}", "dataset=digits", "metrics=[cacc_digits10]",
+                          f"cache_dir={digits_cache}", f"outdir={out}"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 1 and "cacc_digits10" in errors[0] and "no labels" in errors[0]

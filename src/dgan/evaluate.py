@@ -38,6 +38,7 @@ from dgan.config.cli_args import parse_key_values, run_command, usage
 from dgan.config.instantiation import ConfigError, build, closest_text, listed
 from dgan.files.atomic import atomic_write_bytes
 from dgan.files.checkpoints import load_generator_from, resolve_device
+from dgan.metrics.class_accuracy import check_class_accuracy
 from dgan.metrics.domain import MetricDomainError, check_metric_domain
 from dgan.metrics.feature_extractors import WeightsUnavailableError, check_weights_available
 from dgan.metrics.image_set import ImageSetGenerator
@@ -308,6 +309,10 @@ def run(opts: EvaluateOptions, dataset_changes: dict[str, Any] | None = None) ->
             kind = "a folder of images" if opts.images is not None else type(G).__name__
             raise ConfigError(f"metrics: {name} needs a StyleGAN2 generator (mapping and "
                               f"synthesis networks); {kind} has no mapping network")
+    try:
+        check_class_accuracy(counts, G, reals)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
     cache_dir = _first(opts.cache_dir, _run_setting(run_config, "metrics", "cache_dir"),
                        _run_setting(run_config, "paths", "cache_dir"),

@@ -111,6 +111,7 @@ def build_run(cfg: DictConfig) -> Run:
                    **_loss_dataset_size(cfg.model, dataset))
     module.run_config = plain  # set after: instantiate would build the _target_s inside it
     _check_data_matches_model(dataset, module)
+    _check_metric_generator(cfg.get("metrics"), module.G)
     datamodule = build(cfg.datamodule, "datamodule", dataset=dataset)
     _check_metric_domain(cfg.get("metrics"), dataset)
 
@@ -342,6 +343,19 @@ def _reference_dataset(cfg: DictConfig, dataset: Any) -> Any:
         return dataset
     full = OmegaConf.merge(cfg.dataset, {"max_size": None})
     return build(full, "dataset")
+
+
+def _check_metric_generator(node: Any, G: Any) -> None:
+    """A metric that needs a kind of generator (``cacc_digits*``: one conditioned on the digit
+    labels) stops here, before a step of training."""
+    if node is None or not isinstance(node.get("metrics"), ListConfig):
+        return
+    from dgan.metrics.class_accuracy import check_class_accuracy
+
+    try:
+        check_class_accuracy(node.metrics, G, key="metrics.metrics")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _check_data_matches_model(dataset: Any, module: Any) -> None:
