@@ -17,6 +17,8 @@ from typing import Any
 import lightning as L
 import torch
 
+from dgan.tracking.records import log_scalars
+
 BYTES_PER_GIB = 1024**3
 # ru_maxrss is in kibibytes on Linux and in bytes on macOS.
 MAXRSS_UNIT_BYTES = 1 if sys.platform == "darwin" else 1024
@@ -35,7 +37,7 @@ class Throughput(L.Callback):
 
     Args:
         every_n_steps: reporting period in training steps (None: the trainer's
-            ``log_every_n_steps``, so the values land in the same logger records as the losses).
+            ``log_every_n_steps``, so the values are recorded at the steps of the losses).
     """
 
     def __init__(self, every_n_steps: int | None = None) -> None:
@@ -65,8 +67,9 @@ class Throughput(L.Callback):
             "perf/images_per_s": images / seconds,
             "perf/peak_mem_gib": peak_memory_gib(pl_module.device),
         }
-        # CPU tensors: logging Python floats would copy each to the GPU.
-        pl_module.log_dict({k: torch.tensor(v) for k, v in self.last.items()}, on_step=True,
-                           on_epoch=False, batch_size=pl_module.batch_size)
+        # A record of its own at this step's kimg: through self.log, Lightning would repeat
+        # these values in the module's later records and show them at its own cadence.
+        log_scalars(trainer, dict(self.last), pl_module.kimg)
+        # A CPU tensor: showing a Python float would copy it to the GPU.
         pl_module.log("sec/kimg", torch.tensor(self.last["perf/sec_per_kimg"]), prog_bar=True,
                       logger=False, on_step=True, on_epoch=False)

@@ -25,7 +25,7 @@ from torch import nn
 
 from dgan.diffusion.adaptive import AdaptiveDiffusion
 from dgan.diffusion.process import Diffusion
-from dgan.tracking.records import align_iteration
+from dgan.tracking.records import align_iteration, log_scalars
 from dgan.training.gradient_sync import step_network
 from dgan.training.losses.base import (
     CLEAN_COUNT,
@@ -249,7 +249,7 @@ class DiffusionGAN(L.LightningModule):
             self._log_step(logs)
         elif self.cur_step == 1:
             # The progress bar shows the losses from the first step; the loggers keep their
-            # cadence (a record at step 1 would leave its reg losses as stale columns).
+            # cadence.
             self._log_progress(logs)
         if last:
             self.trainer.should_stop = True
@@ -288,11 +288,16 @@ class DiffusionGAN(L.LightningModule):
             b_ema.copy_(b)
 
     def _log_step(self, logs: dict[str, torch.Tensor]) -> None:
-        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=self.batch_size)
-        # kimg goes to the loggers too: it is the x axis of every W&B chart (dgan.tracking).
-        # A CPU tensor, so that logging it costs no copy to the device.
-        self.log("kimg", torch.tensor(self.kimg), prog_bar=True, on_step=True, on_epoch=False,
-                 batch_size=self.batch_size)
+        # The loggers get this step's values through dgan's records, with the step's kimg (the x
+        # axis of every W&B chart), not through self.log: Lightning repeats a value logged at an
+        # earlier step (a lazy regularisation's loss) in each later record of the epoch, which
+        # a resumed run, starting without it, would not repeat.
+        log_scalars(self.trainer, {key: float(value) for key, value in logs.items()}, self.kimg)
+        for logger in self.trainer.loggers:
+            logger.save()  # metrics.csv shows the losses as soon as they are recorded
+        # A CPU tensor, so that showing it costs no copy to the device.
+        self.log("kimg", torch.tensor(self.kimg), prog_bar=True, logger=False, on_step=True,
+                 on_epoch=False, batch_size=self.batch_size)
         self._log_progress(logs)
 
     def _log_progress(self, logs: dict[str, torch.Tensor]) -> None:
