@@ -51,6 +51,8 @@ FLOOR_SUFFIX = "_floor"
 COLUMNS = ["kimg", "r_t", "logit_train", "logit_heldout", "logit_fake", "gap", "p", "T", "r_d",
            "d_target"]
 T_COLUMNS = ["kimg", "t_lo", "t_hi", "logit"]
+# The heat map's colour bar, in axes coordinates of its panel (right of it, full height).
+COLORBAR_BOX = (1.01, 0.0, 0.02, 1.0)
 # Bump when the floor's computation changes, so that cached floors are recomputed.
 FLOOR_FORMAT = 1
 
@@ -425,23 +427,28 @@ def _t_scale(ax: Any, points: list[tuple[float, float]]) -> None:
 
 
 def _t_heat_map(fig: Any, ax: Any, t_history: list[list[float]]) -> None:
-    """Each tick a column over [tick, next tick], its cells the t buckets D was scored at."""
+    """Each tick a column over the kimg since the previous one (what D learnt there), its
+    cells the t buckets D was scored at."""
     if not t_history:
         return
     ticks = sorted({row[0] for row in t_history})
-    step = min((b - a for a, b in zip(ticks[:-1], ticks[1:], strict=True)), default=1.0) or 1.0
-    ends = {a: b for a, b in zip(ticks[:-1], ticks[1:], strict=True)}
+    step = min((b - a for a, b in zip(ticks[:-1], ticks[1:], strict=True)), default=0.0)
+    starts = dict(zip(ticks[1:], ticks[:-1], strict=True))
     values = [row[3] for row in t_history]
     limit = max(abs(v) for v in values) or 1.0
     mesh = None
     for kimg in ticks:
         rows = sorted((row for row in t_history if row[0] == kimg), key=lambda row: row[1])
         edges = [rows[0][1] - 0.5] + [row[2] + 0.5 for row in rows]
-        x = [kimg, ends.get(kimg, kimg + step)]
+        first = max(kimg - step, 0.0) if step > 0 else 0.0
+        x = [starts.get(kimg, first), kimg]
+        if x[1] <= x[0]:
+            continue  # a single tick at kimg 0 has no width to draw
         mesh = ax.pcolormesh(x, edges, [[row[3]] for row in rows], cmap="coolwarm",
                              vmin=-limit, vmax=limit, shading="flat")
     ax.set_ylabel("t (D's input)")
     ax.set_title("D's mean logit of the training reals per t bucket (the t the chain reaches)",
                  fontsize=9)
     if mesh is not None:
-        fig.colorbar(mesh, ax=ax, label="mean D logit")
+        # In an inset right of the panel: taking room from it would misalign the shared kimg axis.
+        fig.colorbar(mesh, cax=ax.inset_axes(COLORBAR_BOX), label="mean D logit")
