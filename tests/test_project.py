@@ -143,6 +143,8 @@ def test_missing_vgg16_is_the_offline_error(stylegan2_ckpt: Path, target_file: P
     (line,) = _error_lines(capsys.readouterr().err)
     assert line.startswith("error: NVIDIA's VGG16")
     assert "expected file 'vgg16.pt'" in line and "python -m dgan.metrics.fetch_weights" in line
+    # project's own key, not training's metrics.weights_dir
+    assert "`weights_dir=DIR`" in line and "metrics.weights_dir" not in line
     assert not out.exists()
 
 

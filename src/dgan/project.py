@@ -392,7 +392,7 @@ def load_lpips(weights_dir: str | None, device: torch.device) -> nn.Module:
     """
     directory = weights_dir if weights_dir is not None else os.environ.get("DGAN_WEIGHTS_DIR")
     try:
-        resolve_weights_path(VGG16_NVIDIA, directory)
+        resolve_weights_path(VGG16_NVIDIA, directory, weights_key="weights_dir")
         return build_feature_extractor(VGG16_NVIDIA, device, directory).module.detector
     except WeightsUnavailableError as err:
         raise ConfigError(" ".join(str(err).split("\n"))) from None

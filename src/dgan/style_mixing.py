@@ -54,7 +54,9 @@ class StyleMixingOptions:
         outdir: directory for grid.png (and the images) (created if missing).
         rows: seeds of the rows, whose w each row keeps: 85,100,75 or 0-4.
         cols: seeds of the columns, whose w replaces the styles layers: 55,821 or 5-9.
-        styles: layers taken from the column seed, 0 to num_ws-1: 0-6 (coarse), 8-13 (fine).
+        styles: layers taken from the column seed, 0 to num_ws-1 (num_ws is 2*log2(resolution)-2:
+            6 at 16 px, 10 at 64 px): 0-3 coarse (pose, shape), 4 to num_ws-1 fine (colour,
+            texture), e.g. 4-5 at 16 px, 4-9 at 64 px.
         trunc: truncation psi (1: no truncation).
         class_idx: class of every image for a conditional model (required there).
         noise_mode: per-layer noise: const (reproducible), random (seeded by the row seed) or none.

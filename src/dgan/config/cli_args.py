@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import math
 import sys
+import textwrap
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -26,6 +27,9 @@ import yaml
 from dgan.config.instantiation import ConfigError, closest_text, listed
 
 T = TypeVar("T")
+# --help: each option's description under it, indented and wrapped.
+HELP_INDENT = " " * 6
+HELP_WIDTH = 96
 
 
 def parse_value(text: str) -> Any:
@@ -181,7 +185,9 @@ def usage(command: str, options: type[Any]) -> str:
         shown = "null" if default is None else default
         lines.append(f"  {field.name}={shown}")
         if docs.get(field.name):
-            lines.append(f"      {docs[field.name]}")
+            lines.append(textwrap.fill(docs[field.name], width=HELP_WIDTH,
+                                       initial_indent=HELP_INDENT,
+                                       subsequent_indent=HELP_INDENT))
     return "\n".join(lines)
 
 
@@ -189,15 +195,22 @@ def _field_docs(options: type[Any]) -> dict[str, str]:
     """``name: description`` lines of the dataclass docstring's Args section."""
     docs: dict[str, str] = {}
     in_args = False
+    current, indent = None, 0
     for line in (options.__doc__ or "").splitlines():
         stripped = line.strip()
         if stripped == "Args:":
             in_args = True
             continue
+        depth = len(line) - len(line.lstrip())
+        if in_args and current is not None and stripped and depth > indent:
+            # A description wrapped onto more lines, indented under its name: one help line.
+            docs[current] += " " + stripped
+            continue
         if in_args and ":" in stripped:
             name, _, text = stripped.partition(":")
             if name.isidentifier():
                 docs[name] = text.strip()
+                current, indent = name, depth
     return docs
 
 

@@ -43,6 +43,8 @@ NVIDIA_VGG16_URL = (
 
 # The command users are told about when weights are missing.
 FETCH_COMMAND = "python -m dgan.metrics.fetch_weights DIR"
+# The key that takes a weights directory in the message (the commands name their own).
+TRAIN_WEIGHTS_KEY = "metrics.weights_dir"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,13 +142,16 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def _missing_message(spec: ExtractorSpec, searched: list[Path], reason: str) -> str:
+def _missing_message(spec: ExtractorSpec, searched: list[Path], reason: str,
+                     key: str = TRAIN_WEIGHTS_KEY) -> str:
     places = ", ".join(str(p) for p in searched) or "(nowhere)"
+    # Training's message names evaluate's key too: both are said about the same run.
+    aside = "dgan.evaluate: `weights_dir=DIR`; " if key == TRAIN_WEIGHTS_KEY else ""
     return (
         f"{spec.description} weights are not available: expected file '{spec.file_name}' "
         f"(searched: {places}); {reason}. On a machine with internet access run "
         f"`{FETCH_COMMAND}`, copy DIR to this machine and add the override "
-        f"`metrics.weights_dir=DIR` (dgan.evaluate: `weights_dir=DIR`; or set DGAN_WEIGHTS_DIR, "
+        f"`{key}=DIR` ({aside}or set DGAN_WEIGHTS_DIR, "
         f"or put '{spec.file_name}' into {hub_checkpoint_dir()})."
     )
 
@@ -162,6 +167,7 @@ def resolve_weights_path(
     *,
     allow_download: bool | None = None,
     download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT,
+    weights_key: str = TRAIN_WEIGHTS_KEY,
 ) -> Path:
     """Local path of ``extractor``'s weights, downloading them only as the last resort.
 
@@ -172,6 +178,7 @@ def resolve_weights_path(
         allow_download: try to download when nothing is on disk; default: only when no
             ``weights_dir`` and no explicit path were given (an offline setup never waits).
         download_timeout: socket timeout of the download in seconds.
+        weights_key: the caller's key of ``weights_dir``, named when the weights are missing.
     """
     spec = EXTRACTORS[extractor]
     explicit = (weights_paths or {}).get(extractor)
@@ -180,7 +187,8 @@ def resolve_weights_path(
         if path.is_file():
             return path
         raise WeightsUnavailableError(
-            _missing_message(spec, [path], "the configured weights path does not exist")
+            _missing_message(spec, [path], "the configured weights path does not exist",
+                             weights_key)
         )
     searched: list[Path] = []
     if weights_dir is not None:
@@ -196,18 +204,20 @@ def resolve_weights_path(
         allow_download = weights_dir is None
     if not allow_download:
         raise WeightsUnavailableError(
-            _missing_message(spec, searched, "downloads are disabled when weights_dir is set")
+            _missing_message(spec, searched, "downloads are disabled when weights_dir is set",
+                             weights_key)
         )
     if spec.url in _FAILED_DOWNLOADS:
         raise WeightsUnavailableError(
-            _missing_message(spec, searched, f"download failed: {_FAILED_DOWNLOADS[spec.url]}")
+            _missing_message(spec, searched, f"download failed: {_FAILED_DOWNLOADS[spec.url]}",
+                             weights_key)
         )
     try:
         return download_file(spec.url, hub_candidate, timeout=download_timeout)
     except OSError as err:  # URLError, timeouts and hash mismatches are all OSErrors
         _FAILED_DOWNLOADS[spec.url] = repr(err)
         raise WeightsUnavailableError(
-            _missing_message(spec, searched, f"download failed: {err!r}")
+            _missing_message(spec, searched, f"download failed: {err!r}", weights_key)
         ) from err
 
 
