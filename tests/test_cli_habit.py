@@ -49,7 +49,7 @@ def test_train_cli_takes_long_options(tmp_path) -> None:
                           f"--hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
-    assert "error: kimg=0 is not valid; expected a finite number > 0" in res.stderr
+    assert "error: kimg=0 is not valid; expected a number in (0, " in res.stderr
 
 
 def test_generate_cli_takes_long_options(tmp_path) -> None:

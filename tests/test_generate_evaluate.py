@@ -22,6 +22,7 @@ from PIL import Image
 from dgan import evaluate, generate
 from dgan.config.builder import ConfigError, build_run, plain_config
 from dgan.config.cli_args import parse_key_values
+from dgan.config.instantiation import one_line
 from dgan.files.checkpoints import build_generator, load_generator
 from dgan.files.run_files import read_metrics
 
@@ -270,7 +271,9 @@ def test_evaluate_bad_input_is_one_line(digits_run: Path, tmp_path: Path, capsys
     for argv, start in cases:
         assert evaluate.main(argv) == 2, argv
         lines = _error_lines(capsys.readouterr().err)
-        assert len(lines) == 1 and lines[0].startswith(start), (argv, lines)
+        # One error line; a long list of what is valid on the indented lines after it.
+        assert all(line.startswith("  ") for line in lines[1:]), (argv, lines)
+        assert one_line("\n".join(lines)).startswith(start), (argv, lines)
     assert "fid<N>k_full" in evaluate.metric_name_forms()
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     assert evaluate.main([f"ckpt={tmp_path / 'junk.ckpt'}"]) == 2

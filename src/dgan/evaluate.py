@@ -35,7 +35,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from dgan.config.cli_args import parse_key_values, run_command, usage
-from dgan.config.instantiation import ConfigError, build, closest_text, listed
+from dgan.config.instantiation import ConfigError, build, listed
 from dgan.files.atomic import atomic_write_bytes
 from dgan.files.checkpoints import load_generator_from, resolve_device
 from dgan.metrics.class_accuracy import check_class_accuracy
@@ -153,10 +153,10 @@ def check_metric_names(names: Sequence[str], suggestion: str = IMAGE_METRICS_HIN
         try:
             counts[name] = lookup_metric(name)[1]
         except ValueError:
-            raise ConfigError(listed(
-                f"metrics: unknown metric {name!r}{closest_text(name, metric_name_forms())} "
-                "(<N>: a sample count such as 2000, <N>k: thousands such as 50k)",
-                "valid", metric_name_forms())) from None
+            raise ConfigError(listed(f"metrics: unknown metric {name!r}", "valid",
+                                     metric_name_forms())
+                              + " (<N>: a sample count such as 2000, <N>k: thousands such as 50k)"
+                              ) from None
         if counts[name] == 0:
             # A metric of no samples would be written as a number (mode_kl: Infinity).
             example = re.sub(r"(?<!\d)0(k?)(?!\d)",
