@@ -101,7 +101,9 @@ def test_pkl_and_convert_name_a_dgan_checkpoint_and_refuse_code(checkpoint, bad_
 
 def _one_error_line(capsys) -> str:
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    # One error line; a long list of what is valid goes on the indented lines after it.
+    assert lines and lines[0].startswith("error: "), lines
+    assert all(line.startswith("  ") for line in lines[1:]), lines
     return lines[0]
 
 
