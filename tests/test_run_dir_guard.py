@@ -155,6 +155,25 @@ def test_one_process_takes_a_lock_once_and_removes_only_its_own(tmp_path: Path) 
     assert other.exists()
 
 
+def test_a_lock_of_an_earlier_start_of_the_same_slurm_job_is_stale(tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    # A requeued job starts on another node after its first start was killed (SIGKILL at the
+    # time limit leaves the lock behind).
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    lock = tmp_path / LOCK_FILE
+    lock.write_text('{"pid": 1, "host": "node7.invalid", "started": "2026-01-01T00:00:00+00:00",'
+                    ' "job": "4242.0"}\n')
+    with RunLock(tmp_path) as taken:
+        assert taken.took_over is not None and taken.took_over.job == "4242.0"
+        assert read_holder(lock).job == "4242.1"
+    # Another job's lock on another node is honoured.
+    lock.write_text('{"pid": 1, "host": "node7.invalid", "started": "2026-01-01T00:00:00+00:00",'
+                    ' "job": "4141.0"}\n')
+    with pytest.raises(RunLocked, match="node7.invalid"):
+        RunLock(tmp_path).acquire()
+
+
 def test_an_unreadable_lock_is_not_taken(tmp_path: Path) -> None:
     (tmp_path / LOCK_FILE).write_text("")
     with pytest.raises(RunLocked, match="cannot be read"):

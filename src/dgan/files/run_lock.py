@@ -4,7 +4,9 @@ The lock file is created with ``O_CREAT | O_EXCL``, so of two processes that sta
 directory at the same moment exactly one gets it; it holds the holder's PID, host and start
 time. A lock whose holder is gone (same host, PID no longer alive: a SIGKILL, a node that lost
 power and came back) is stale and is taken over with a notice. A lock written on another host
-cannot be checked from here and is honoured: the message says how to remove it.
+cannot be checked from here and is honoured: the message says how to remove it; except
+one left by an earlier start of the same SLURM job (a requeued job gets a new restart count,
+and SLURM never runs two starts of one job at once).
 
 Taking over a stale lock goes through a second, short-lived file (``run.lock.takeover``), so
 that two processes that both find the same stale lock do not both replace it.
@@ -24,6 +26,9 @@ from types import TracebackType
 from dgan.config.instantiation import ConfigError
 
 LOCK_FILE = "run.lock"
+# SLURM's id of the job and how often it was requeued: one start of a job at a time.
+SLURM_JOB_ENV = "SLURM_JOB_ID"
+SLURM_RESTART_ENV = "SLURM_RESTART_COUNT"
 TAKEOVER_SUFFIX = ".takeover"
 # Read-write for the owner and readable by collaborators (as open() gives under umask 022).
 LOCK_MODE = 0o644
@@ -38,18 +43,25 @@ class RunLocked(ConfigError):  # noqa: N818 - read as "the run directory is lock
 
 @dataclass(frozen=True)
 class Holder:
-    """Who holds a lock: process id, host name and start time (ISO 8601, UTC)."""
+    """Who holds a lock: process id, host name, start time (ISO 8601, UTC) and, inside a SLURM
+    job, ``JOBID.RESTART_COUNT``."""
 
     pid: int
     host: str
     started: str
+    job: str | None = None
 
     def name(self) -> str:
         """``pid@host``, as ``ps`` and a scheduler's job list would be searched for it."""
         return f"{self.pid}@{self.host}"
 
     def is_stale(self) -> bool:
-        """Whether the holder is known to be gone: same host and its PID is not alive."""
+        """Whether the holder is known to be gone: same host and its PID is not alive, or an
+        earlier start of this SLURM job."""
+        job = _slurm_job()
+        if self.job is not None and job is not None and self.job != job \
+                and self.job.partition(".")[0] == job.partition(".")[0]:
+            return True
         if self.host != socket.gethostname():
             return False
         if self.pid == os.getpid():
@@ -69,9 +81,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _slurm_job() -> str | None:
+    job = os.environ.get(SLURM_JOB_ENV)
+    return None if not job else f"{job}.{os.environ.get(SLURM_RESTART_ENV) or 0}"
+
+
 def _me() -> Holder:
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    return Holder(os.getpid(), socket.gethostname(), started)
+    return Holder(os.getpid(), socket.gethostname(), started, _slurm_job())
 
 
 def _create(path: Path, holder: Holder) -> bool:
@@ -96,7 +113,9 @@ def read_holder(path: str | os.PathLike[str]) -> Holder | None:
     """
     try:
         record = json.loads(Path(path).read_text(encoding="utf-8"))
-        return Holder(int(record["pid"]), str(record["host"]), str(record["started"]))
+        job = record.get("job")
+        return Holder(int(record["pid"]), str(record["host"]), str(record["started"]),
+                      None if job is None else str(job))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
