@@ -40,11 +40,8 @@ COMMON = [
 ]
 STOP_STEP = 10
 RECORD_FILES = ("metrics.csv", "metrics.jsonl", "diagnostics/p_T.csv", "diagnostics/d_by_t.csv")
-# Wall-clock numbers differ between any two runs; everything else must not, except Lightning's
-# own "step" of the module's records, which its loop restores a step or two off after a
-# mid-epoch resume (kimg is dgan's clock, and every row has it).
+# Wall-clock numbers differ between any two runs; everything else must not.
 TIMING_PREFIX = "perf/"
-LIGHTNING_STEP = "step"
 
 
 class _SignalAt(L.Callback):
@@ -65,8 +62,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return [{k: str(v) for k, v in json.loads(line).items() if k != TRAIN_SECONDS}
                 for line in path.read_text().splitlines()]
     with path.open(newline="") as f:
-        return [{k: v for k, v in row.items()
-                 if not k.startswith(TIMING_PREFIX) and k != LIGHTNING_STEP}
+        return [{k: v for k, v in row.items() if not k.startswith(TIMING_PREFIX)}
                 for row in csv.DictReader(f)]
 
 
