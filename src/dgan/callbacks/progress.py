@@ -33,6 +33,10 @@ STATUS_PREFIX = "[dgan]"
 CPU = torch.device("cpu")
 
 
+# Columns of the bar's console when the output is not a terminal: wider than any bar line.
+UNBOUNDED_WIDTH = 1000
+
+
 def format_time(seconds: float) -> str:
     """StyleGAN2-ADA's ``dnnlib.util.format_time``: 12s, 3m 04s, 1h 02m 03s."""
     s = int(round(seconds))
@@ -148,7 +152,10 @@ class KimgProgress(ProgressBar):
         self._log = ConsoleLog.current()
         # The bar is drawn on the terminal only: train.log gets the status lines instead.
         terminal = self._log.terminal if self._log is not None else sys.stdout
-        console = Console(file=terminal, soft_wrap=True)  # status lines stay one line each
+        # Without a terminal (a pipe, a batch job's output file) rich assumes 80 columns and
+        # cuts the bar's last line short; a file has no width to fit, so give it all of it.
+        width = None if getattr(terminal, "isatty", lambda: False)() else UNBOUNDED_WIDTH
+        console = Console(file=terminal, soft_wrap=True, width=width)  # status lines: one line
         self._progress = Progress(
             TextColumn("train"),
             BarColumn(),
