@@ -212,3 +212,15 @@ def test_r_t_scores_the_clean_reals_itself_when_d_never_sees_them() -> None:
     monitor = OverfittingMonitor(run_dir=".")
     monitor._accumulate(pooled, outputs, batch)
     assert monitor._take_r_t(trainer, torch.device("cpu")) == -1.0 and len(seen_t) == 1
+
+
+def test_projected_feature_diffusion_scores_clean_features_itself() -> None:
+    from dgan.callbacks.overfitting import clean_t
+    from dgan.diffusion.feature_noise import FeatureDiffusion
+    from dgan.diffusion.process import Diffusion
+
+    x = torch.zeros(3, 1, 4, 4)
+    # ProjectedGAN's D takes the feature diffusion as its third argument: None is no noise.
+    assert clean_t(FeatureDiffusion(), x) is None and not sees_clean_reals(FeatureDiffusion())
+    assert torch.equal(clean_t(Diffusion(), x), torch.zeros(3, dtype=torch.long))
+    assert clean_t(None, x) is None and sees_clean_reals(None)

@@ -37,6 +37,7 @@ import torch
 
 from dgan.callbacks.cadence import EveryKimg
 from dgan.callbacks.diffusion_diagnostics import DIAGNOSTICS_DIR, DiffusionDiagnostics, t_buckets
+from dgan.diffusion.feature_noise import FeatureDiffusion
 from dgan.diffusion.process import Diffusion
 from dgan.files.atomic import atomic_write_bytes
 from dgan.sweep_report import FLOORS_FILE
@@ -235,7 +236,7 @@ class OverfittingMonitor(L.Callback):
                                                    fixed["train_c"])
             buckets = [(0, 0, self.mean_logit(pl_module, fixed["train"][:self.bucket_samples],
                                               fixed["train_c"][:self.bucket_samples]))]
-            if isinstance(diffusion, Diffusion):
+            if pixel_diffusion(diffusion):
                 buckets += self._diffused_buckets(pl_module, diffusion, fixed)
         finally:
             G.train(modes[0])
@@ -311,19 +312,25 @@ class OverfittingMonitor(L.Callback):
         self._sums = None if sums is None else torch.tensor(sums)
 
 
+def pixel_diffusion(diffusion: Any) -> bool:
+    """Whether ``diffusion`` diffuses the images before a D that is told t (not ProjectedGAN's
+    feature diffusion, which runs inside D)."""
+    return isinstance(diffusion, Diffusion) and not isinstance(diffusion, FeatureDiffusion)
+
+
 def sees_clean_reals(diffusion: Any) -> bool:
     """Whether some reals reach D undiffused, with a t = 0 the loss can report."""
     if diffusion is None:
         return True
-    return (isinstance(diffusion, Diffusion) and diffusion.t_sampling == "pool"
-            and diffusion.num_clean > 0)
+    return pixel_diffusion(diffusion) and diffusion.t_sampling == "pool" \
+        and diffusion.num_clean > 0
 
 
 def clean_t(diffusion: Any, x: torch.Tensor) -> torch.Tensor | None:
     """What D is given as t for undiffused images: zeros for the pixel diffusion's D (which is
     told t), None otherwise (no diffusion, or ProjectedGAN's D, whose third argument is the
     feature diffusion: None scores the clean features)."""
-    if isinstance(diffusion, Diffusion):
+    if pixel_diffusion(diffusion):
         return torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
     return None
 
