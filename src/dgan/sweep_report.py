@@ -54,6 +54,9 @@ CSV_NAME = "sweep_report.csv"
 PNG_NAME = "sweep_report.png"
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
 CONFIG_FILE = Path(".hydra") / "config.yaml"
+HYDRA_FILE = Path(".hydra") / "hydra.yaml"
+# A replicate, not a setting: no panel of its own in the plot.
+SEED_KEY = "seed"
 MULTIRUN_FILE = "multirun.yaml"
 # A numeric axis spanning at least this ratio (positive values) is drawn on a log scale.
 LOG_AXIS_RATIO = 10.0
@@ -86,12 +89,19 @@ class Job:
         overrides: its command-line overrides, key -> value (parsed as YAML scalars).
         records: its evaluations from metrics.jsonl, oldest first.
         higher_is_better: ``metrics.higher_is_better`` of its config (None: not given).
+        settings: what the job ran with where no override says: its config's values
+            (``dataset.max_size``) and its config-group choices (``diffusion``).
     """
 
     name: str
     overrides: dict[str, Any]
     records: list[dict[str, Any]]
     higher_is_better: bool | None = None
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def value(self, key: str) -> Any:
+        """The job's value of ``key``: its override, else what its config had (blank: none)."""
+        return self.overrides.get(key, self.settings.get(key, ""))
 
     def headline(self) -> str | None:
         """The first metric this job logged (what ``dgan.train`` returns)."""
@@ -135,6 +145,7 @@ def find_jobs(sweep_dir: Path) -> list[Job]:
             overrides=overrides,
             records=read_metrics(job_dir),
             higher_is_better=_configured_direction(job_dir / CONFIG_FILE),
+            settings=_job_settings(job_dir),
         ))
     if not jobs:
         raise ReportError(
@@ -142,6 +153,33 @@ def find_jobs(sweep_dir: Path) -> list[Job]:
             f"directory of a multirun, e.g. multirun/RUN_NAME/DATE_TIME"
         )
     return sorted(jobs, key=lambda job: _natural_key(job.name))
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(node, dict):
+        return {prefix: node} if prefix else {}
+    flat: dict[str, Any] = {}
+    for key, child in node.items():
+        flat.update(_flatten(child, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def _job_settings(job_dir: Path) -> dict[str, Any]:
+    """Scalar config values by dotted key and the config-group choices of a job: a key a job
+    left at its default is reported at that value, not blank."""
+    settings: dict[str, Any] = {}
+    for name, pick in ((CONFIG_FILE, lambda c: c), (HYDRA_FILE, _group_choices)):
+        path = job_dir / name
+        if path.exists():
+            settings.update(_flatten(pick(yaml.safe_load(path.read_text(encoding="utf-8")))))
+    return {key: value for key, value in settings.items()
+            if isinstance(value, (int, float, str, bool))}
+
+
+def _group_choices(hydra_config: Any) -> dict[str, Any]:
+    choices = ((hydra_config or {}).get("hydra") or {}).get("runtime", {}).get("choices") or {}
+    # Hydra's own groups (hydra/launcher, ...) are not settings of the run.
+    return {key: value for key, value in choices.items() if not key.startswith("hydra/")}
 
 
 def _configured_direction(config_file: Path) -> bool | None:
@@ -205,7 +243,7 @@ def summarise(job: Job, metric: str, direction: str = "auto") -> dict[str, Any]:
 def build_table(jobs: Sequence[Job], keys: Sequence[str], metric: str,
                 direction: str = "auto") -> list[dict[str, Any]]:
     """One row per job: job, each swept key, then :data:`STAT_COLUMNS`."""
-    return [{"job": job.name, **{key: job.overrides.get(key, "") for key in keys},
+    return [{"job": job.name, **{key: job.value(key) for key in keys},
              **summarise(job, metric, direction)} for job in jobs]
 
 
@@ -225,7 +263,7 @@ def plot(rows: Sequence[dict[str, Any]], keys: Sequence[str], metric: str, path:
     matplotlib.use("Agg")  # files only: no display on clusters and CI
     import matplotlib.pyplot as plt
 
-    panels = list(keys) or ["job"]
+    panels = [key for key in keys if key != SEED_KEY] or ["job"]
     fig, axes = plt.subplots(1, len(panels), squeeze=False,
                              figsize=(PANEL_INCHES[0] * len(panels), PANEL_INCHES[1]))
     done = [row for row in rows if row["final"] != ""]
@@ -314,10 +352,10 @@ def group_table(jobs: Sequence[Job], group_keys: Sequence[str], metrics: Sequenc
     """
     groups: dict[tuple[str, ...], list[Job]] = {}
     for job in jobs:
-        groups.setdefault(tuple(repr(job.overrides.get(k)) for k in group_keys), []).append(job)
+        groups.setdefault(tuple(repr(job.value(k)) for k in group_keys), []).append(job)
     rows = []
     for members in groups.values():
-        row: dict[str, Any] = {k: members[0].overrides.get(k, "") for k in group_keys}
+        row: dict[str, Any] = {k: members[0].value(k) for k in group_keys}
         for metric in metrics:
             values = [v for v in (final_value(job, metric) for job in members) if v is not None]
             row[f"{metric}_mean"] = statistics.fmean(values) if values else ""
@@ -335,6 +373,31 @@ def _cell(row: dict[str, Any], metric: str) -> str:
     return f"{mean:.{MD_DIGITS}g}{spread} (n={n})"
 
 
+def groups_markdown(rows: Sequence[dict[str, Any]], group_keys: Sequence[str],
+                    metrics: Sequence[str]) -> str:
+    """The grouped table in Markdown, ``mean ± std (n=N)`` per metric (printed and written)."""
+    lines = ["| " + " | ".join([*group_keys, *metrics]) + " |",
+             "|" + "---|" * (len(group_keys) + len(metrics))]
+    lines += ["| " + " | ".join([*(str(row[k]) for k in group_keys),
+                                 *(_cell(row, m) for m in metrics)]) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def jobs_text(rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> str:
+    """The per-job table as aligned text: job, the swept keys, final and best (with kimg)."""
+    def number(value: Any) -> str:
+        return f"{value:.{MD_DIGITS}g}" if isinstance(value, float) else str(value)
+
+    columns = ["job", *keys, "final", "final_kimg", "best", "best_kimg"]
+    cells = [[number(row[c]) if row[c] != "" else "-" for c in columns] for row in rows]
+    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+              for line in cells]
+    metric = rows[0]["metric"] if rows else ""
+    return f"{metric}\n" + "\n".join(lines)
+
+
 def write_groups(rows: Sequence[dict[str, Any]], group_keys: Sequence[str],
                  metrics: Sequence[str], csv_path: Path, md_path: Path, png_path: Path) -> None:
     """The grouped table as CSV, as Markdown (``mean ± std (n)``) and as error-bar plots."""
@@ -344,11 +407,7 @@ def write_groups(rows: Sequence[dict[str, Any]], group_keys: Sequence[str],
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["| " + " | ".join([*group_keys, *metrics]) + " |",
-             "|" + "---|" * (len(group_keys) + len(metrics))]
-    lines += ["| " + " | ".join([*(str(row[k]) for k in group_keys),
-                                 *(_cell(row, m) for m in metrics)]) + " |" for row in rows]
-    md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    md_path.write_text(groups_markdown(rows, group_keys, metrics) + "\n", encoding="utf-8")
 
     import matplotlib
 
@@ -599,9 +658,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_output_file("--png", args.png)
         csv_path, png_path, rows = report(args.dir, args.metric, _split(args.keys),
                                           args.direction, args.csv, args.png)
+        keys = [key for key in (rows[0] if rows else {}) if key not in ("job", *STAT_COLUMNS)]
+        print(jobs_text(rows, keys))
         group_keys = _split(args.group_by)
         if group_keys:
             paths, groups = report_groups(args.dir, group_keys, _split(args.metrics))
+            metrics = [c.removesuffix("_mean") for c in (groups[0] if groups else {})
+                       if c.endswith("_mean")]
+            print(groups_markdown(groups, group_keys, metrics))
             print(f"{len(groups)} group(s): {', '.join(str(p) for p in paths)}")
         if args.curves:
             paths, points = report_curves(args.dir, group_keys or [], args.metric)

@@ -1,0 +1,72 @@
+"""sweep_report prints its tables, reports a key a job left at its default at that default, and
+gives the seeds no panel of their own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dgan import sweep_report
+from dgan.sweep_report import main as report_main
+
+METRIC = "fid_digits2k_full"
+
+
+def _job(sweep_dir: Path, num: int, overrides: list[str], fid: float) -> None:
+    """A finished job as Hydra leaves it: overrides, config, choices, metrics.jsonl."""
+    job = sweep_dir / str(num)
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    diffusion = next((o.split("=")[1] for o in overrides if o.startswith("diffusion=")),
+                     "stylegan2")  # the experiment's own choice when not overridden
+    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
+        {"seed": 0, "dataset": {"max_size": None}, "metrics": {"higher_is_better": None}}))
+    (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(
+        {"hydra": {"runtime": {"choices": {"diffusion": diffusion,
+                                           "hydra/launcher": "basic"}}}}))
+    (job / "metrics.jsonl").write_text(json.dumps({"kimg": 80.0, METRIC: fid}) + "\n")
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    # Two seeds of the default diffusion (not overridden) and two without it.
+    for num, (overrides, fid) in enumerate([
+            (["seed=0"], 5.0), (["seed=1"], 7.0),
+            (["diffusion=none", "seed=0"], 6.0), (["diffusion=none", "seed=1"], 8.0)]):
+        _job(tmp_path, num, overrides, fid)
+    return tmp_path
+
+
+def test_the_tables_are_printed_with_the_default_filled(sweep: Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    assert report_main([str(sweep), "--group-by", "diffusion"]) == 0
+    out = capsys.readouterr().out
+    assert METRIC in out.splitlines()[0]
+    header, *lines = [line.split() for line in out.splitlines()[1:6]]
+    jobs = [dict(zip(header, line, strict=True)) for line in lines]
+    assert [(j["job"], j["diffusion"], j["seed"], j["final"]) for j in jobs] == [
+        ("0", "stylegan2", "0", "5"), ("1", "stylegan2", "1", "7"),  # the default, not blank
+        ("2", "none", "0", "6"), ("3", "none", "1", "8")]
+    assert f"| diffusion | {METRIC} |" in out
+    assert f"| stylegan2 | 6 ± 1.414 (n=2) |" in out
+    assert f"| none | 7 ± 1.414 (n=2) |" in out
+    assert "|  |" not in (sweep / sweep_report.GROUPS_MD).read_text()
+
+
+def test_the_seeds_get_no_panel(sweep: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib.figure
+
+    panels: list[str] = []
+    original = matplotlib.figure.Figure.savefig
+
+    def record(fig: matplotlib.figure.Figure, *args: object, **kwargs: object) -> None:
+        panels.extend(ax.get_xlabel() for ax in fig.axes)
+        original(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record)
+    sweep_report.report(sweep)
+    assert panels == ["diffusion"]
