@@ -20,7 +20,7 @@ CLASS_MARGIN = 0.05
 # Above this cosine two conditioning vectors are, for D, the same direction.
 COLLAPSED = 0.98
 T_MAX = 1000
-QUIET_CALLBACKS = ("samples", "progress", "throughput", "toy_figure", "overfitting")
+QUIET_CALLBACKS = ("samples", "progress", "throughput", "toy_figure", "overfitting", "checkpoint")
 
 
 def _head(mode: str, c_dim: int = 10, seed: int = 0, **kwargs) -> TimestepConditioning:
@@ -141,8 +141,8 @@ def _train_conditional(tmp_path, mode: str):
 
     # Only the diagnostics among the callbacks: the others cost time and test nothing here.
     quiet = [f"callbacks.{name}=null" for name in QUIET_CALLBACKS]
-    cfg = compose_train(["experiment=digits_stylegan2_cond", "debug=default", "kimg=0.08",
-                         "callbacks.diagnostics.every_kimg=0.04",
+    cfg = compose_train(["experiment=digits_stylegan2_cond", "debug=default", "kimg=0.04",
+                         "callbacks.diagnostics.every_kimg=0.02",
                          "callbacks.diagnostics.num_samples=8",
                          f"model.discriminator.t_conditioning={mode}", *quiet], tmp_path / mode)
     apply_debug(cfg)
