@@ -110,7 +110,7 @@ def _check(node: Any, key: str, where: str) -> None:
 
 def _shown(value: Any) -> str:
     text = repr(value)
-    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "...'"
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "..."
 
 
 def is_built_target(target: str) -> bool:
