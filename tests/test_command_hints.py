@@ -1,5 +1,5 @@
-"""What the commands print: help pages that suggest what works on their own generators, and
-the training's progress bar whole in a log file."""
+"""What the commands print: help pages that suggest what works on their own generators, the
+training's progress bar whole in a log file, and run directories where the README says."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import pytest
 from dgan import style_mixing
 from dgan.callbacks.progress import KimgProgress
 from dgan.config.cli_args import HELP_WIDTH
+
+from .conftest import REPO, compose_train
 
 # Longer than the 80 columns rich assumes without a terminal.
 LONG_STATS = "sec/kimg 363.44  p 1.000 T 100  lossG 0.647  lossD 1.31  loss/r1 0.0012  end"
@@ -44,3 +46,14 @@ def test_the_last_bar_line_is_whole_without_a_terminal(monkeypatch: pytest.Monke
     last = log.getvalue().rstrip("\n").splitlines()[-1]
     assert len(last) > 80
     assert last.startswith("train ") and "0.0/0.04 kimg" in last and last.endswith(LONG_STATS)
+
+
+@pytest.mark.parametrize(("overrides", "said"), [
+    (["experiment=ring8"], "outputs/EXPERIMENT/DATE_TIME/"),
+    (["experiment=ring8", "debug=default"], "outputs/debug/EXPERIMENT/DATE_TIME/"),
+])
+def test_run_directories_are_where_the_readme_says(overrides: list[str], said: str) -> None:
+    cfg = compose_train(overrides)
+    where = said.replace("EXPERIMENT", "ring8").removesuffix("DATE_TIME/")
+    assert str(cfg.hydra.run.dir).startswith(where)
+    assert f"`{said}`" in (REPO / "README.md").read_text()

@@ -58,6 +58,7 @@ def test_grid_multirun_then_report(tmp_path: Path) -> None:
            "logger=wandb", "logger.wandb.mode=offline", f"hydra.sweep.dir={sweep_dir}"]
     proc = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count(f"[dgan] multirun directory: {sweep_dir}") == 2  # one per job
 
     jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit())
     assert [p.name for p in jobs] == ["0", "1"]

@@ -76,10 +76,28 @@ def train(cfg: DictConfig) -> float | None:
         return _fit(cfg)
 
 
+def multirun_dir() -> Path | None:
+    """The directory of this job's multirun (None: a single run), which each job names so
+    that the sweep's report can be asked for by its path."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    config = HydraConfig.get()
+    if config.mode != RunMode.MULTIRUN:
+        return None
+    return Path(str(config.sweep.dir)).resolve()
+
+
 def _fit(cfg: DictConfig) -> float | None:
     """:func:`train` in a run directory that is this process's: build, fit, report."""
     run = build_run(cfg)
     print(f"[dgan] run directory: {run.run_dir}", flush=True)
+    sweep = multirun_dir()
+    if sweep is not None:
+        print(f"[dgan] multirun directory: {sweep} (python -m dgan.sweep_report {sweep})",
+              flush=True)
     with SignalGuard(guarded_signals(cfg)):
         try:
             run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=run.ckpt_path)
