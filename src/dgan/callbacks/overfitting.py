@@ -1,6 +1,7 @@
 """How far D overfits, measured the same way in every run, with the diffusion or without it.
 
-Every ``every_kimg`` (the status-line tick by default) the callback logs to every logger:
+After the first step and every ``every_kimg`` (the status-line tick by default) the callback
+logs to every logger:
 
 - ``overfit/r_t``: E[sign(D(x))] over the clean training reals D scored since the last tick,
   StyleGAN2-ADA's overfitting heuristic. The loss reports the signs of the reals that reached D
@@ -120,7 +121,10 @@ class OverfittingMonitor(L.Callback):
         # Both schedules advance at every step; a picture comes with a fresh measurement.
         due = self.cadence.due(pl_module.kimg, trainer.should_stop)
         draw = self.picture_cadence.due(pl_module.kimg, trainer.should_stop)
-        if due or draw:
+        # Also after the first step: where D starts, and every column in the loggers from the
+        # first rows on (a column that first appears after a resume would rewrite the CSV).
+        first = pl_module.cur_step == 1 and not self.history and not trainer.should_stop
+        if due or draw or first:
             self.tick(trainer, pl_module, draw=draw)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
