@@ -290,15 +290,15 @@ def run(opts: EvaluateOptions, dataset_changes: dict[str, Any] | None = None) ->
         raise ConfigError(" ".join(str(err).split("\n"))) from None
 
     reals = build(dataset_config(opts, run_config, dict(dataset_changes or {})), "dataset")
+    try:
+        check_metric_domain(counts, reals)
+    except MetricDomainError as err:
+        raise ConfigError(str(err)) from None
     if loaded is not None:
         G: nn.Module = loaded.G
         source: dict[str, Any] = {"ckpt": str(loaded.path), "kimg": loaded.kimg}
         if opts.trunc != 1 and not hasattr(G, "mapping"):
             raise ConfigError(f"trunc={opts.trunc}: truncation needs a StyleGAN2 generator")
-    try:
-        check_metric_domain(counts, reals)
-    except MetricDomainError as err:
-        raise ConfigError(str(err)) from None
     else:
         assert opts.images is not None
         G = _fakes_from_images(opts.images, reals)
