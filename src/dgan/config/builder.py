@@ -103,6 +103,7 @@ def build_run(cfg: DictConfig) -> Run:
             "python -m dgan.data.prepare --source=SRC --dest=DATA.zip, then dataset.path=DATA.zip"
         )
     dataset = build(cfg.dataset, "dataset")
+    _check_metric_domain(cfg.get("metrics"), dataset)
     diffusion = build(cfg.diffusion, "diffusion") if cfg.get("diffusion") else None
     adaptive = build(cfg.adaptive, "adaptive") if diffusion and cfg.get("adaptive") else None
     augment = build(cfg.augment, "augment") if cfg.get("augment") else None
@@ -113,7 +114,6 @@ def build_run(cfg: DictConfig) -> Run:
     _check_data_matches_model(dataset, module)
     _check_metric_generator(cfg.get("metrics"), module.G)
     datamodule = build(cfg.datamodule, "datamodule", dataset=dataset)
-    _check_metric_domain(cfg.get("metrics"), dataset)
 
     callbacks: list[L.Callback] = [
         build(node, f"callbacks.{name}") for name, node in (cfg.get("callbacks") or {}).items()
