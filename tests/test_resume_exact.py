@@ -1,7 +1,8 @@
-"""Resume gives the uninterrupted history: after a SIGKILL, a SIGTERM or a double Ctrl-C and
-``resume=auto``, and after a resume from a kept snapshot, metrics.csv, metrics.jsonl and the
-diagnostics CSVs hold exactly the rows of an uninterrupted run of the same command: the same
-kimg, step, keys and values (training on a CPU with a fixed seed is bit-exact), in order."""
+"""Resume gives the uninterrupted history: after a SIGKILL, a SIGTERM, a double Ctrl-C or a kill
+before the final evaluation and ``resume=auto``, and after a resume from a kept snapshot,
+metrics.csv, metrics.jsonl and the diagnostics CSVs hold exactly the rows of an uninterrupted
+run of the same command: the same kimg, step, keys and values (training on a CPU with a fixed
+seed is bit-exact), in order."""
 
 from __future__ import annotations
 
@@ -19,11 +20,14 @@ import lightning as L
 import pytest
 import torch
 
-from dgan.callbacks.checkpoint import LAST
+from dgan.callbacks.checkpoint import HISTORY_KEY, LAST
+from dgan.callbacks.metrics import MetricsCallback
 from dgan.callbacks.preemption import Preempted
+from dgan.config.builder import build_run
 from dgan.files.run_files import TRAIN_SECONDS
+from dgan.tracking.run_history import record_counts, trim_to_counts
 
-from .conftest import REPO, fit_in_process
+from .conftest import REPO, compose_train, fit_in_process
 
 # 16 steps of 64 images. Losses every 3 steps (a period unlike the adaptive update's 4 and the
 # checkpoints' 8, so that a step counted twice shows), D's lazy R1 every 5 (recorded at the
@@ -54,7 +58,7 @@ RUN = [
 STOP_STEP = 10
 CHECKPOINT_KIMG = 0.512
 R1_RECORD_STEPS = ["5", "15"]  # Lightning's steps count from 0
-SNAPSHOT = "kimg000000.ckpt"  # the kept copy of the checkpoint at kimg 0.512
+SNAPSHOTS = "kimg*.ckpt"  # the kept copies of the checkpoints
 # The run's records: what the guarantee covers.
 RECORD_FILES = ("metrics.csv", "metrics.jsonl")
 DIAGNOSTICS_CSV = "diagnostics/*.csv"
@@ -79,6 +83,18 @@ class SignalAt(L.Callback):
         if pl_module.cur_step == self.step:
             for signum in self.signals:
                 signal.raise_signal(signum)
+
+
+class KilledAtTheEnd(Exception):
+    """What a kill does to the run at that moment: nothing after it happens."""
+
+
+class KillBeforeFinalEvaluation(L.Callback):
+    """Stops the run in on_train_end, after the final checkpoint and the end-of-training records
+    of the callbacks before it, before the metrics callback's final evaluation."""
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        raise KilledAtTheEnd
 
 
 @pytest.fixture(autouse=True)
@@ -186,8 +202,49 @@ def test_resume_from_a_kept_snapshot_gives_the_uninterrupted_history(tmp_path: P
                                                                      reference) -> None:
     run_dir = tmp_path / "run"
     shutil.copytree(reference[0], run_dir)
-    snapshot = run_dir / "checkpoints" / SNAPSHOT
-    state = torch.load(snapshot, weights_only=True)
-    assert state["dgan"]["cur_nimg"] / 1000 == pytest.approx(CHECKPOINT_KIMG)
+    # The snapshot kept mid-run, found by what it holds rather than by its name.
+    kept = {path: torch.load(path, weights_only=True)["dgan"]["cur_nimg"] / 1000
+            for path in (run_dir / "checkpoints").glob(SNAPSHOTS)}
+    snapshot = next(path for path, kimg in kept.items()
+                    if kimg == pytest.approx(CHECKPOINT_KIMG))
     fit_in_process([*RUN, f"resume={snapshot}"], run_dir)
     _assert_same_history(run_dir, reference[1])
+
+
+def test_kill_before_the_final_evaluation_then_resume_auto_gives_the_uninterrupted_history(
+        tmp_path: Path, reference) -> None:
+    run_dir = tmp_path / "run"
+    run = build_run(compose_train(RUN, run_dir))
+    callbacks = run.trainer.callbacks
+    at = next(i for i, cb in enumerate(callbacks) if isinstance(cb, MetricsCallback))
+    callbacks.insert(at, KillBeforeFinalEvaluation())
+    with pytest.raises(KilledAtTheEnd):
+        run.trainer.fit(run.module, datamodule=run.datamodule)
+    # Records at the last kimg that the final checkpoint does not hold: the run that completes
+    # the evaluation writes them again.
+    at_checkpoint = torch.load(run_dir / "checkpoints" / LAST, weights_only=True)[HISTORY_KEY]
+    now = record_counts(run_dir)
+    assert any(count > at_checkpoint.get(name, 0) for name, count in now.items()), now
+    resumed = fit_in_process([*RUN, "resume=auto"], run_dir)
+    assert resumed.finish_only
+    _assert_same_history(run_dir, reference[1])
+
+
+def test_trim_to_counts_keeps_the_records_a_checkpoint_counted(tmp_path: Path) -> None:
+    (tmp_path / "metrics.csv").write_text("kimg,a\n1,x\n1,y\n")
+    (tmp_path / "metrics.jsonl").write_text('{"kimg": 1}\n')
+    counts = record_counts(tmp_path)
+    assert counts == {"metrics.csv": 2, "metrics.jsonl": 1}
+    # What the end of training wrote after the checkpoint, at the same kimg.
+    with (tmp_path / "metrics.csv").open("a") as f:
+        f.write("1,z\n")
+    with (tmp_path / "metrics.jsonl").open("a") as f:
+        f.write('{"kimg": 1, "final": 1}\n')
+    (tmp_path / "diagnostics").mkdir()
+    (tmp_path / "diagnostics" / "new.csv").write_text("kimg,b\n1,2\n")
+    changed = trim_to_counts(tmp_path, counts)
+    assert sorted(p.name for p in changed) == ["metrics.csv", "metrics.jsonl", "new.csv"]
+    assert (tmp_path / "metrics.csv").read_text().splitlines() == ["kimg,a", "1,x", "1,y"]
+    assert (tmp_path / "metrics.jsonl").read_text() == '{"kimg": 1}\n'
+    assert (tmp_path / "diagnostics" / "new.csv").read_text().splitlines() == ["kimg,b"]
+    assert trim_to_counts(tmp_path, counts) == []

@@ -10,8 +10,12 @@ import lightning as L
 from dgan.callbacks.cadence import EveryKimg
 from dgan.files.atomic import atomic_path
 from dgan.tracking.records import flush_deferred_records, log_checkpoint
+from dgan.tracking.run_history import record_counts
 
 LAST = "last.ckpt"
+# The checkpoint's entry with the number of records of each record file of the run directory
+# when it was written (dgan.tracking.run_history.record_counts).
+HISTORY_KEY = "dgan_history"
 
 
 def flush_loggers(trainer: L.Trainer) -> None:
@@ -85,6 +89,14 @@ class KimgCheckpoint(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.save(trainer, pl_module)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        # Every save flushes the records first (save_checkpoint_atomic), so the counts are where
+        # the history stands at this checkpoint; the final one is followed by records at the
+        # same kimg (the end-of-training evaluation) that a resume must tell apart.
+        if trainer.is_global_zero:
+            checkpoint[HISTORY_KEY] = record_counts(trainer.default_root_dir)
 
     def state_dict(self) -> dict[str, Any]:
         return {**self.cadence.state_dict()}

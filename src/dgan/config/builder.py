@@ -146,7 +146,7 @@ def build_run(cfg: DictConfig) -> Run:
     continue_history(run_dir, resume_kimg, loggers)
     finish_only = resume_kimg is not None and resume_kimg * 1000 >= float(cfg.kimg) * 1000
     if finish_only:
-        drop_final_rows(run_dir, resume_kimg)
+        drop_end_of_training_records(run_dir, ckpt_path, resume_kimg)
         trainer.callbacks.append(FinishOnly(resume_kimg))
     # Last, once the config is known good: W&B starts its run on the first call.
     info = run_info(cfg, plain)
@@ -452,6 +452,30 @@ def _final_evaluation_missing(run_dir: Path, metrics: MetricsCallback | None) ->
     except (OSError, ValueError):
         return True
     return not isinstance(summary, dict) or not summary.get("final")
+
+
+def drop_end_of_training_records(run_dir: Path, ckpt_path: str, kimg: float) -> None:
+    """Drop the records written after the run's final checkpoint (its end-of-training
+    evaluation, at the same kimg): the resumed run that completes it writes them again.
+
+    Args:
+        run_dir: the run directory.
+        ckpt_path: the final checkpoint.
+        kimg: its kimg, the run's last.
+    """
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    from dgan.callbacks.checkpoint import HISTORY_KEY
+    from dgan.files.checkpoints import read_checkpoint
+    from dgan.tracking.run_history import trim_to_counts
+
+    if rank_zero_only.rank != 0:  # the other ranks write no record
+        return
+    counts = read_checkpoint(ckpt_path, "resume").get(HISTORY_KEY)
+    if isinstance(counts, dict):
+        trim_to_counts(run_dir, counts)
+    else:  # a checkpoint that does not say where the history stood: metrics.jsonl by kimg
+        drop_final_rows(run_dir, kimg)
 
 
 def drop_final_rows(run_dir: Path, kimg: float) -> None:

@@ -161,10 +161,14 @@ class AdaptiveDiffusion(DeferredRecords, L.Callback):
         # Lightning calls state_dict on every rank when it saves, so the gather is safe here.
         local = [float(self._signs) if self._signs is not None else 0.0,
                  float(self._count) if self._count is not None else 0.0]
-        return {"steps": self._steps, "per_rank": gather_to_rank0(local)}
+        # The last r_d, which the records of the overfitting callback show until the next update.
+        last = None if self.last_r_d is None else float(self.last_r_d)
+        return {"steps": self._steps, "per_rank": gather_to_rank0(local), "last_r_d": last}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._steps = int(state_dict["steps"])
+        last = state_dict.get("last_r_d")
+        self.last_r_d = None if last is None else torch.tensor(float(last))
         rank, world = rank_and_world()
         per_rank = state_dict.get("per_rank") or []
         if len(per_rank) != world:

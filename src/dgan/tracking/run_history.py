@@ -119,6 +119,63 @@ def trim_history(run_dir: str | os.PathLike[str], kimg: float | None) -> list[Pa
     return changed
 
 
+def _csv_rows(path: Path) -> list[list[str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+def _jsonl_lines(path: Path) -> list[str]:
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def record_counts(run_dir: str | os.PathLike[str]) -> dict[str, int]:
+    """How many records each record file of the run directory holds now (CSV data rows,
+    JSON-lines lines), by path relative to it: where the history stands at a checkpoint.
+
+    Args:
+        run_dir: the run directory.
+    """
+    root = Path(run_dir)
+    counts = {}
+    for path in record_files(root):
+        if path.suffix == CSV_SUFFIX:
+            counts[path.relative_to(root).as_posix()] = max(len(_csv_rows(path)) - 1, 0)
+        else:
+            counts[path.relative_to(root).as_posix()] = len(_jsonl_lines(path))
+    return counts
+
+
+def trim_to_counts(run_dir: str | os.PathLike[str], counts: dict[str, int]) -> list[Path]:
+    """Cut each record file back to the records it held at a checkpoint; returns those cut.
+
+    For a checkpoint at the run's last kimg, whose end-of-training records share that kimg: the
+    ones written after it cannot be told apart by kimg (:func:`trim_history`). A record file
+    that did not exist at the checkpoint loses every record.
+
+    Args:
+        run_dir: the run directory.
+        counts: :func:`record_counts` at the checkpoint.
+    """
+    root = Path(run_dir)
+    changed = []
+    for path in record_files(root):
+        keep = int(counts.get(path.relative_to(root).as_posix(), 0))
+        if path.suffix == CSV_SUFFIX:
+            rows = _csv_rows(path)
+            if len(rows) <= keep + 1:
+                continue
+            buffer = io.StringIO()
+            csv.writer(buffer).writerows(rows[:keep + 1])
+            atomic_write_bytes(path, buffer.getvalue().encode())
+        else:
+            lines = _jsonl_lines(path)
+            if len(lines) <= keep:
+                continue
+            atomic_write_bytes(path, "".join(f"{line}\n" for line in lines[:keep]).encode())
+        changed.append(path)
+    return changed
+
+
 # ----------------------------------------------------------------------------- CSV logger
 
 
