@@ -79,8 +79,8 @@ class OverfittingMonitor(L.Callback):
     """
 
     def __init__(self, run_dir: str | Path, every_kimg: float = 4.0,
-                 picture_every_kimg: float = 50.0, num_samples: int = 256,
-                 bucket_samples: int = 64, num_buckets: int = 10, batch_size: int = 64,
+                 picture_every_kimg: float = 50.0, num_samples: int = 128,
+                 bucket_samples: int = 32, num_buckets: int = 5, batch_size: int = 64,
                  floor: bool = True, seed: int = 0) -> None:
         for key, value in (("num_samples", num_samples), ("bucket_samples", bucket_samples),
                            ("num_buckets", num_buckets), ("batch_size", batch_size)):
