@@ -126,7 +126,7 @@ def what_is_there(run_dir: str | os.PathLike[str]) -> str | None:
         return f"its {', '.join(own[:2])}"
     below = runs_below(root, first_only=True)
     if below:
-        return f"another run: {below[0]}"
+        return f"another run: {below[0].relative_to(root)}"
     return None
 
 
