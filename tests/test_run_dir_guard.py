@@ -174,6 +174,19 @@ def test_a_lock_of_an_earlier_start_of_the_same_slurm_job_is_stale(tmp_path: Pat
         RunLock(tmp_path).acquire()
 
 
+def test_the_lock_goes_with_a_preempted_or_failed_run(tmp_path: Path) -> None:
+    from dgan.callbacks.preemption import Preempted
+
+    cfg = compose_train(TOY, tmp_path)
+    with pytest.raises(Preempted), claim_run_dir(cfg):
+        assert read_holder(tmp_path / LOCK_FILE).pid == os.getpid()
+        raise Preempted("SIGTERM", tmp_path / "last.ckpt", 0.0, 0)
+    assert not (tmp_path / LOCK_FILE).exists()
+    with pytest.raises(RuntimeError), claim_run_dir(cfg):
+        raise RuntimeError("a crash")
+    assert not (tmp_path / LOCK_FILE).exists()
+
+
 def test_an_unreadable_lock_is_not_taken(tmp_path: Path) -> None:
     (tmp_path / LOCK_FILE).write_text("")
     with pytest.raises(RunLocked, match="cannot be read"):
