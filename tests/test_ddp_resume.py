@@ -257,7 +257,8 @@ def test_resume_from_a_periodic_snapshot_is_exact(tmp_path: Path) -> None:
     common = [*TINY, *FAST_ADAPT, "kimg=2", "seed=11", "callbacks.checkpoint.every_kimg=1",
               "callbacks.checkpoint.keep_snapshots=true"]
     reference = fit_in_process(common, tmp_path / "full")
-    snapshot = reference.run_dir / "checkpoints" / "kimg000001.ckpt"
+    # The first snapshot (named by its kimg, 1.024: kimg000001.024.ckpt).
+    snapshot = sorted((reference.run_dir / "checkpoints").glob("kimg*.ckpt"))[0]
     ckpt = torch.load(snapshot, weights_only=True)
     assert ckpt["dgan"]["cur_step"] == 16
     probe = _StartProbe()

@@ -36,7 +36,7 @@ from torch import nn
 
 from dgan.config.cli_args import parse_key_values, run_command, usage
 from dgan.config.instantiation import ConfigError, build, listed
-from dgan.files.atomic import atomic_write_bytes
+from dgan.files.atomic import atomic_path, atomic_write_bytes
 from dgan.files.checkpoints import load_generator_from, resolve_device
 from dgan.metrics.class_accuracy import check_class_accuracy
 from dgan.metrics.domain import MetricDomainError, check_metric_domain
@@ -60,6 +60,9 @@ class EvaluateOptions:
 
     Args:
         ckpt: checkpoint written by dgan.train; its G_ema makes the fakes, its config the reals.
+            A run directory or a folder of snapshots (kimgNNNNNN.ckpt, kept with
+            callbacks.checkpoint.keep_snapshots=true) scores every snapshot: the metrics
+            against kimg, in metrics-snapshots.jsonl and .png.
         pkl: a network pickle instead (converted on the fly), or a published network's name.
         images: folder or zip of generated images to evaluate instead of a checkpoint.
         metrics: metric names, e.g. [fid50k_full,pr50k_k3_full]; null: the run's own metrics.
@@ -248,6 +251,92 @@ def format_table(results: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+SNAPSHOTS_STEM = "snapshots"
+SNAPSHOT_PANEL_INCHES = (4.0, 3.0)  # metrics-snapshots.jsonl / .png: the metrics against kimg
+
+
+def snapshot_files(folder: Path) -> list[Path]:
+    """The snapshots of a run directory (its ``checkpoints/``) or of a folder, by kimg.
+
+    Args:
+        folder: a run directory or a folder of ``kimg*.ckpt`` files.
+    """
+    from dgan.callbacks.checkpoint import snapshot_kimg
+
+    if (folder / "checkpoints").is_dir():
+        folder = folder / "checkpoints"
+    found = [(kimg, path) for path in folder.glob("*.ckpt")
+             if (kimg := snapshot_kimg(path)) is not None]
+    if not found:
+        raise ConfigError(
+            f"ckpt={folder}: no snapshots (kimgNNNNNN.ckpt) in it; train with "
+            "callbacks.checkpoint.keep_snapshots=true, or give one checkpoint file "
+            f"(ckpt={folder / 'last.ckpt'})")
+    return [path for _, path in sorted(found)]
+
+
+def plot_against_kimg(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    """One panel per result: its value at each snapshot's kimg."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on clusters and CI
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in rows[0] if k not in ("kimg", "ckpt")]
+    fig, axes = plt.subplots(1, len(keys), squeeze=False,
+                             figsize=(SNAPSHOT_PANEL_INCHES[0] * len(keys),
+                                      SNAPSHOT_PANEL_INCHES[1]))
+    for ax, key in zip(axes[0], keys, strict=True):
+        ax.plot([row["kimg"] for row in rows], [row[key] for row in rows], marker="o")
+        ax.set_xlabel("kimg")
+        ax.set_title(key, fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def run_snapshots(opts: EvaluateOptions, dataset_changes: dict[str, Any] | None = None
+                  ) -> Evaluation:
+    """Score every snapshot of a run directory or folder (``opts.ckpt``), as StyleGAN2-ADA's
+    calc_metrics.py does over its network snapshots, and write the metrics against kimg.
+
+    Each snapshot goes through :func:`run` (its table and ``metrics-kimgNNNNNN.json``); the real
+    statistics are cached after the first. ``metrics-snapshots.jsonl`` gets one row per
+    snapshot (kimg, file, results), ``metrics-snapshots.png`` one panel per result.
+
+    Args:
+        opts: the parsed arguments; ``ckpt`` is the directory.
+        dataset_changes: ``dataset.KEY=VALUE`` arguments, applied to the reals' config.
+    """
+    snapshots = snapshot_files(Path(str(opts.ckpt)))
+    outdir = Path(opts.outdir) if opts.outdir is not None else snapshots[0].parent
+    rows = []
+    for path in snapshots:
+        print(f"[dgan] snapshot {path.name}", flush=True)
+        done = run(dataclasses.replace(opts, ckpt=str(path)), dataset_changes)
+        rows.append({"kimg": done.record["source"]["kimg"], "ckpt": str(path), **done.results})
+    jsonl = outdir / f"{RESULT_PREFIX}{SNAPSHOTS_STEM}.jsonl"
+    atomic_write_bytes(jsonl, "".join(json.dumps(row) + "\n" for row in rows).encode())
+    plot_against_kimg(rows, jsonl.with_suffix(".png"))
+    print(format_table_against_kimg(rows), flush=True)
+    print(f"[dgan] metrics against kimg: {jsonl} (plot: {jsonl.with_suffix('.png').name})",
+          flush=True)
+    return Evaluation(results=done.results, path=jsonl, record={"snapshots": rows})
+
+
+def format_table_against_kimg(rows: Sequence[dict[str, Any]]) -> str:
+    """The snapshots' results as an aligned table, one line per snapshot."""
+    keys = [k for k in rows[0] if k not in ("kimg", "ckpt")]
+    widths = [max(len(k), 10) for k in keys]
+    lines = ["kimg      " + "  ".join(k.rjust(w) for k, w in zip(keys, widths, strict=True))]
+    lines += [f"{row['kimg']:<10.3f}" + "  ".join(f"{row[k]:>{w}.6g}" for k, w in
+                                                   zip(keys, widths, strict=True))
+              for row in rows]
+    return "\n".join(lines)
+
+
 def run(opts: EvaluateOptions, dataset_changes: dict[str, Any] | None = None) -> Evaluation:
     """Check everything, compute the metrics, print the table and write the JSON file.
 
@@ -258,6 +347,8 @@ def run(opts: EvaluateOptions, dataset_changes: dict[str, Any] | None = None) ->
     if sum(x is not None for x in (opts.ckpt, opts.pkl, opts.images)) != 1:
         raise ConfigError("give exactly one of ckpt=PATH (a dgan checkpoint), pkl=PATH (a "
                           "network pickle) or images=DIR")
+    if opts.ckpt is not None and Path(opts.ckpt).is_dir():
+        return run_snapshots(opts, dataset_changes)
     if opts.batch_size is not None and opts.batch_size < 1:
         raise ConfigError(f"batch_size={opts.batch_size} must be >= 1")
     if opts.outdir is not None:

@@ -7,12 +7,29 @@ from typing import Any
 
 import lightning as L
 
-from dgan.callbacks.cadence import EveryKimg
+from dgan.callbacks.cadence import EveryKimg, kimg_tag
 from dgan.files.atomic import atomic_path
 from dgan.tracking.records import flush_deferred_records, log_checkpoint
 from dgan.tracking.run_history import record_counts
 
 LAST = "last.ckpt"
+SNAPSHOT_PREFIX = "kimg"
+
+
+def snapshot_name(kimg: float) -> str:
+    """File name of the snapshot kept at ``kimg`` (``keep_snapshots``)."""
+    return f"{SNAPSHOT_PREFIX}{kimg_tag(kimg)}.ckpt"
+
+
+def snapshot_kimg(path: Path) -> float | None:
+    """The kimg a snapshot's file name carries (None: not a snapshot's name)."""
+    text = path.name.removeprefix(SNAPSHOT_PREFIX).removesuffix(".ckpt")
+    if not path.name.startswith(SNAPSHOT_PREFIX) or not path.name.endswith(".ckpt"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
 # The checkpoint's entry with the number of records of each record file of the run directory
 # when it was written (dgan.tracking.run_history.record_counts).
 HISTORY_KEY = "dgan_history"
@@ -52,7 +69,9 @@ class KimgCheckpoint(L.Callback):
     Args:
         dirpath: directory of the checkpoints.
         every_kimg: period in thousands of images (0: only at the end).
-        keep_snapshots: also keep a numbered copy ``kimgNNNNNN.ckpt`` at each save.
+        keep_snapshots: also keep a copy named by its kimg at each save, ``kimg000080.ckpt``
+            (``kimg000000.800.ckpt`` where kimg is not whole: :func:`kimg_tag`), the snapshots
+            ``dgan.evaluate ckpt=RUN_DIR`` scores after the fact.
     """
 
     def __init__(self, dirpath: str | Path, every_kimg: float = 50.0,
@@ -66,7 +85,7 @@ class KimgCheckpoint(L.Callback):
         path = self.dirpath / LAST
         save_checkpoint_atomic(trainer, path)
         if self.keep_snapshots:
-            save_checkpoint_atomic(trainer, self.dirpath / f"kimg{int(pl_module.kimg):06d}.ckpt")
+            save_checkpoint_atomic(trainer, self.dirpath / snapshot_name(pl_module.kimg))
         if trainer.is_global_zero:
             # W&B archives it when logger.wandb.log_model=true; other loggers ignore it.
             log_checkpoint(trainer, path, pl_module.kimg,
