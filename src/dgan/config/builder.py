@@ -358,9 +358,6 @@ def _check_metric_generator(node: Any, G: Any) -> None:
         raise ConfigError(str(err)) from None
 
 
-def _check_data_matches_model(dataset: Any, module: Any) -> None:
-    res = getattr(dataset, "resolution", None)
-    g_res = getattr(module.G, "img_resolution", None)
 def _check_metric_domain(node: Any, dataset: Any) -> None:
     """A metric on a dataset-specific feature network (the digits classifier) stops here when
     the run's images are not that dataset's, before a step of training."""
@@ -374,6 +371,9 @@ def _check_metric_domain(node: Any, dataset: Any) -> None:
         raise ConfigError(str(err)) from None
 
 
+def _check_data_matches_model(dataset: Any, module: Any) -> None:
+    res = getattr(dataset, "resolution", None)
+    g_res = getattr(module.G, "img_resolution", None)
     if res is not None and g_res is not None and res != g_res:
         raise ConfigError(
             f"dataset resolution {res} does not match model resolution {g_res}; "
