@@ -52,8 +52,8 @@ def test_the_tables_are_printed_with_the_default_filled(sweep: Path,
         ("0", "stylegan2", "0", "5"), ("1", "stylegan2", "1", "7"),  # the default, not blank
         ("2", "none", "0", "6"), ("3", "none", "1", "8")]
     assert f"| diffusion | {METRIC} |" in out
-    assert f"| stylegan2 | 6 ± 1.414 (n=2) |" in out
-    assert f"| none | 7 ± 1.414 (n=2) |" in out
+    assert "| stylegan2 | 6 ± 1.414 (n=2) |" in out
+    assert "| none | 7 ± 1.414 (n=2) |" in out
     assert "|  |" not in (sweep / sweep_report.GROUPS_MD).read_text()
 
 
