@@ -222,8 +222,9 @@ def test_kill_before_the_final_evaluation_then_resume_auto_gives_the_uninterrupt
         run.trainer.fit(run.module, datamodule=run.datamodule)
     # Records at the last kimg that the final checkpoint does not hold: the run that completes
     # the evaluation writes them again.
-    at_checkpoint = torch.load(run_dir / "checkpoints" / LAST, weights_only=True)[HISTORY_KEY]
-    now = record_counts(run_dir)
+    history = torch.load(run_dir / "checkpoints" / LAST, weights_only=True)[HISTORY_KEY]
+    assert history["run_dir"] == str(run_dir.resolve())
+    at_checkpoint, now = history["counts"], record_counts(run_dir)
     assert any(count > at_checkpoint.get(name, 0) for name, count in now.items()), now
     resumed = fit_in_process([*RUN, "resume=auto"], run_dir)
     assert resumed.finish_only

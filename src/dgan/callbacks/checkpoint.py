@@ -30,8 +30,8 @@ def snapshot_kimg(path: Path) -> float | None:
         return float(text)
     except ValueError:
         return None
-# The checkpoint's entry with the number of records of each record file of the run directory
-# when it was written (dgan.tracking.run_history.record_counts).
+# The checkpoint's entry with the run directory and the number of records of each of its record
+# files when it was written (dgan.tracking.run_history.record_counts).
 HISTORY_KEY = "dgan_history"
 
 
@@ -115,7 +115,8 @@ class KimgCheckpoint(L.Callback):
         # the history stands at this checkpoint; the final one is followed by records at the
         # same kimg (the end-of-training evaluation) that a resume must tell apart.
         if trainer.is_global_zero:
-            checkpoint[HISTORY_KEY] = record_counts(trainer.default_root_dir)
+            root = Path(trainer.default_root_dir).resolve()
+            checkpoint[HISTORY_KEY] = {"run_dir": str(root), "counts": record_counts(root)}
 
     def state_dict(self) -> dict[str, Any]:
         return {**self.cadence.state_dict()}

@@ -471,10 +471,12 @@ def drop_end_of_training_records(run_dir: Path, ckpt_path: str, kimg: float) -> 
 
     if rank_zero_only.rank != 0:  # the other ranks write no record
         return
-    counts = read_checkpoint(ckpt_path, "resume").get(HISTORY_KEY)
-    if isinstance(counts, dict):
-        trim_to_counts(run_dir, counts)
-    else:  # a checkpoint that does not say where the history stood: metrics.jsonl by kimg
+    history = read_checkpoint(ckpt_path, "resume").get(HISTORY_KEY)
+    counted_here = (isinstance(history, dict) and isinstance(history.get("counts"), dict)
+                    and Path(str(history.get("run_dir"))).resolve() == run_dir.resolve())
+    if counted_here:
+        trim_to_counts(run_dir, history["counts"])
+    else:  # no count of this directory's records (an older checkpoint): metrics.jsonl by kimg
         drop_final_rows(run_dir, kimg)
 
 
