@@ -37,6 +37,7 @@ Most used keys (key=value or --key=value)
   debug=default            any experiment in seconds on a CPU: a smoke test
   kimg=N                   length, in thousands of real images shown
   seed=N                   seeds everything
+  points_per_run=N         metrics, samples, checkpoints N times per run (default 10)
   dataset.path=PATH        a folder or zip of images (image experiments)
   dataset.max_size=N       a seeded subset of N images (limited data)
   trainer=gpu | ddp trainer.devices=8 [trainer.num_nodes=2] | ddp_cpu
@@ -56,7 +57,8 @@ Outputs (the run directory, printed at start and end)
   train.log                everything printed, with a status line every few kimg
   metrics.csv              every scalar (losses, p, T, metrics) by step and kimg
   metrics.jsonl            one record per evaluation; metrics_summary.json: final and best
-  samples/                 image grids from fixed latents (toy runs: toy figures)
+  samples/                 image grids from fixed latents, fakes_init.png before training
+                           (toy runs: toy figures)
   diagnostics/             D's logits by diffusion step t, p and T against kimg
   checkpoints/last.ckpt    written every callbacks.checkpoint.every_kimg, at the end and on
                            SIGTERM/SIGUSR1/Ctrl-C; best.ckpt at the best headline metric
