@@ -373,6 +373,8 @@ BY_TARGET: dict[str, dict[str, Rule]] = {
     "dgan.callbacks.throughput.Throughput": {"every_n_steps": Int(1, MAX_COUNT, null=True)},
     "dgan.callbacks.diffusion_diagnostics.DiffusionDiagnostics": {
         "num_buckets": Int(1, 1000), "history_every_n_steps": Int(1, MAX_COUNT, null=True)},
+    "dgan.callbacks.overfitting.OverfittingMonitor": {
+        "picture_every_kimg": NON_NEGATIVE, "bucket_samples": SIZE, "num_buckets": Int(1, 1000)},
     "dgan.callbacks.toy_figure.ToyFigure": {"ts": Rule(
         "custom", null=True, words="a list of integers >= 0",
         check=lambda v: isinstance(v, list) and all(is_integer(x) and x >= 0 for x in v))},
