@@ -168,7 +168,7 @@ def check_sweeper_has_metric(cfg: DictConfig, sweeper_target: str) -> None:
     if "optuna" in sweeper_target.lower() and not (cfg.get("metrics") and cfg.metrics.metrics):
         raise ConfigError(
             "metrics.metrics is empty, but the Optuna sweeper optimises the run's headline "
-            "metric; choose metrics=toy|digits|fid50k|paper (the first metric is the headline)"
+            "metric; choose metrics=toy|digits|digits_cond|fid50k|paper (the first is the headline)"
         )
 
 
