@@ -19,7 +19,8 @@ from dgan.callbacks.overfitting import (
     sees_clean_reals,
 )
 from dgan.data.digits import DigitsDataset
-from dgan.sweep_report import FLOORS_FILE, job_floors
+from dgan.files.run_files import FLOORS_FILE
+from dgan.sweep_report import job_floors
 from dgan.sweep_report import main as report_main
 from dgan.training.losses.base import (
     CLEAN_COUNT,

@@ -42,7 +42,12 @@ from dgan.metrics.class_accuracy import check_class_accuracy
 from dgan.metrics.domain import MetricDomainError, check_metric_domain
 from dgan.metrics.feature_extractors import WeightsUnavailableError, check_weights_available
 from dgan.metrics.image_set import ImageSetGenerator
-from dgan.metrics.registry import MetricOptions, available_metrics, compute_metric, lookup_metric
+from dgan.metrics.registry import (
+    MetricOptions,
+    compute_metric,
+    lookup_metric,
+    metric_name_forms,
+)
 
 IMAGE_SET_TARGET = "dgan.data.images.ImageDataset"
 RESULT_PREFIX = "metrics-"
@@ -108,17 +113,6 @@ class Evaluation:
     results: dict[str, float]
     path: Path
     record: dict[str, Any]
-
-
-def metric_name_forms() -> list[str]:
-    """Registered metric names as users write them: ``fid<N>k_full``, ``fid_digits<N>_full``."""
-    forms = []
-    for pattern in available_metrics():
-        text = re.sub(r"\(\?P<num>\\d\+k\)", "<N>k", pattern)
-        text = re.sub(r"\(\?P<num>\\d\+k\?\)\?", "[<N>]", text)
-        text = re.sub(r"\(\?P<num>\\d\+k\?\)", "<N>", text)
-        forms.append(text)
-    return forms
 
 
 # The metrics that fit a dataset, by the class that builds it: the digits and the toys need no

@@ -47,7 +47,7 @@ import yaml
 
 from dgan.config.cli_args import dashed
 from dgan.config.instantiation import listed
-from dgan.files.run_files import TRAIN_SECONDS, WHEN_KEYS, read_metrics
+from dgan.files.run_files import FLOORS_FILE, TRAIN_SECONDS, WHEN_KEYS, read_metrics
 from dgan.metrics.direction import higher_is_better
 
 CSV_NAME = "sweep_report.csv"
@@ -69,7 +69,6 @@ GROUPS_MD = "sweep_groups.md"
 GROUPS_PNG = "sweep_groups.png"
 CURVES_CSV = "sweep_curves.csv"
 CURVES_PNG = "sweep_curves.png"
-FLOORS_FILE = "metric_floors.json"  # per run: the floors dgan.callbacks.overfitting wrote
 CURVE_COLUMNS = ("group", "evaluation", "n", "kimg_mean", "seconds_mean", "seconds_std",
                  "value_mean", "value_std")
 # Significant digits of the Markdown table.

@@ -38,10 +38,11 @@ import torch
 
 from dgan.callbacks.cadence import EveryKimg
 from dgan.callbacks.diffusion_diagnostics import DIAGNOSTICS_DIR, DiffusionDiagnostics, t_buckets
+from dgan.data.images import ImageFileError
 from dgan.diffusion.feature_noise import FeatureDiffusion
 from dgan.diffusion.process import Diffusion
 from dgan.files.atomic import atomic_write_bytes
-from dgan.sweep_report import FLOORS_FILE
+from dgan.files.run_files import FLOORS_FILE
 from dgan.tracking.records import log_image_file, log_scalars
 from dgan.training.losses.base import CLEAN_COUNT, CLEAN_SIGNS
 
@@ -200,21 +201,35 @@ class OverfittingMonitor(L.Callback):
             return self._fixed
         gen = torch.Generator().manual_seed(self.seed)
         size = int(getattr(dataset, "raw_size", len(dataset)))  # no mirrored copies
-        idx = torch.randperm(size, generator=gen)[:self.num_samples].tolist()
-        train = [dataset[i] for i in idx]
+        idx, train = self._readable(dataset.__getitem__, torch.randperm(size, generator=gen))
         fixed = {"train": torch.stack([x for x, _ in train]).float(),
                  "train_c": torch.stack([torch.as_tensor(c) for _, c in train]).float()}
         fixed["z"] = torch.randn(len(idx), pl_module.G.z_dim, generator=gen)
         heldout = int(getattr(dataset, "heldout_size", 0))
         if heldout:
-            picks = torch.randperm(heldout, generator=gen)[:self.num_samples].tolist()
-            items = [dataset.heldout_item(k) for k in picks]
+            picks, items = self._readable(dataset.heldout_item,
+                                          torch.randperm(heldout, generator=gen))
             raw = dataset.heldout_raw_indices
             self.heldout_raw = [int(raw[k]) for k in picks]
             fixed["heldout"] = torch.stack([x for x, _ in items]).float()
             fixed["heldout_c"] = torch.stack([torch.as_tensor(c) for _, c in items]).float()
         self._fixed = fixed
         return fixed
+
+    def _readable(self, read: Any, order: torch.Tensor) -> tuple[list[int], list[Any]]:
+        """The first ``num_samples`` items of ``order`` that ``read`` can read, and their
+        indices. A corrupt file is the data loader's to report: met there, it stops the run
+        between two steps with a checkpoint; met here, it would stop it inside a hook."""
+        picks, items = [], []
+        for k in order.tolist():
+            try:
+                items.append(read(k))
+            except ImageFileError:
+                continue
+            picks.append(k)
+            if len(picks) == self.num_samples:
+                break
+        return picks, items
 
     @torch.no_grad()
     def score(self, dataset: Any, pl_module: L.LightningModule

@@ -309,7 +309,7 @@ def _check_metric_names(node: Any) -> None:
         try:
             _, num = lookup_metric(str(name))
         except ValueError:
-            from dgan.evaluate import metric_name_forms
+            from dgan.metrics.registry import metric_name_forms
 
             forms = metric_name_forms()
             raise ConfigError(listed(f"metrics.metrics: unknown metric {str(name)!r}"

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 METRICS_FILE = "metrics.jsonl"
+# Per run: the FID of its training subset against the metric's reference set (the floor).
+FLOORS_FILE = "metric_floors.json"
 
 
 # Keys of a metrics.jsonl record that say when it was taken; every other key is a metric.

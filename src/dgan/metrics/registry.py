@@ -104,6 +104,17 @@ def available_metrics() -> list[str]:
     return [pattern.pattern for pattern, _, _ in _REGISTRY]
 
 
+def metric_name_forms() -> list[str]:
+    """Registered metric names as users write them: ``fid<N>k_full``, ``fid_digits<N>_full``."""
+    forms = []
+    for pattern in available_metrics():
+        text = re.sub(r"\(\?P<num>\\d\+k\)", "<N>k", pattern)
+        text = re.sub(r"\(\?P<num>\\d\+k\?\)\?", "[<N>]", text)
+        text = re.sub(r"\(\?P<num>\\d\+k\?\)", "<N>", text)
+        forms.append(text)
+    return forms
+
+
 def compute_metric(name: str, opts: MetricOptions) -> dict[str, float]:
     """Compute metric ``name``; the result maps result names (e.g. ``fid50k_full``) to values."""
     fn, num = lookup_metric(name)
