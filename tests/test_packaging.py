@@ -122,7 +122,8 @@ def test_tensorboard_logger_gets_scalars_and_images(tmp_path) -> None:
     events.Reload()
     assert {"samples", "diagnostics/dynamics"} <= set(events.Tags()["images"])
     assert "overfit/r_t" in events.Tags()["scalars"]
-    assert len(events.Images("samples")) == 2
+    # Two ticks and the grid drawn before training (fakes_init.png), at step 0.
+    assert len(events.Images("samples")) == 3 and events.Images("samples")[0].step == 0
     assert "loss/G" in events.Tags()["scalars"]
 
 

@@ -188,6 +188,12 @@ class DiffusionGAN(L.LightningModule):
             restore_rng_state(self._pending_rng)
             self._pending_rng = None
 
+    def on_train_epoch_end(self) -> None:
+        # Lightning counts the last step once more when its loop ends; the records written after
+        # it (the final evaluation and measurements) belong to that last step, as do the
+        # records at its kimg written during it.
+        align_iteration(self.trainer, max(self.cur_step - 1, 0))
+
     # ------------------------------------------------------------------ inputs of a phase
 
     def sample_z(self, n: int) -> torch.Tensor:
