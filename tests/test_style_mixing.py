@@ -80,6 +80,19 @@ def test_command_writes_the_grid_and_the_images(stylegan2_ckpt: Path, tmp_path: 
                      *(f"{s}-{s}.png" for s in ROWS + COLS)}
 
 
+def test_default_styles_fit_a_generator_of_fewer_layers(stylegan2_ckpt: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # StyleGAN2-ADA's 0-6 asks for 7 layers; a 16 px generator has 6: the default takes those.
+    assert STYLEGAN2_NUM_WS < 7
+    assert style_mixing.main([f"ckpt={stylegan2_ckpt}", "rows=5", "cols=1", f"trunc={TRUNC}",
+                              f"outdir={tmp_path / 'mix'}"]) == 0
+    assert f"layers 0-{STYLEGAN2_NUM_WS - 1} of {STYLEGAN2_NUM_WS}" in capsys.readouterr().out
+    G = loaded_generator(stylegan2_ckpt)
+    expected = style_mixing_grid(G, [5], [1], range(STYLEGAN2_NUM_WS), trunc=TRUNC)
+    cell = np.asarray(Image.open(tmp_path / "mix" / "grid.png"))[RES:, RES:]
+    assert np.array_equal(cell, to_uint8(expected.images[1, 1]).permute(1, 2, 0).numpy())
+
+
 def _error_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.strip()]
 
@@ -114,5 +127,5 @@ def test_fastgan_has_no_style_layers(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_help_lists_every_key(capsys: pytest.CaptureFixture[str]) -> None:
     assert style_mixing.main(["--help"]) == 0
     text = capsys.readouterr().out
-    for key in ("rows=null", "cols=null", "styles=0-6", "trunc=1.0", "images=False"):
+    for key in ("rows=null", "cols=null", "styles=null", "trunc=1.0", "images=False"):
         assert key in text

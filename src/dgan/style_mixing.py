@@ -41,6 +41,9 @@ from dgan.generate import (
 
 # The top-left cell of the grid, which no seed owns: -1 is black in [-1, 1] images.
 EMPTY_CELL = -1.0
+# StyleGAN2-ADA's default layers for styles=null, cut to the layers a generator has (a 16 px
+# generator has 6).
+DEFAULT_STYLES = tuple(range(7))
 CELL_FILE = "{row}-{col}.png"
 
 
@@ -56,7 +59,8 @@ class StyleMixingOptions:
         cols: seeds of the columns, whose w replaces the styles layers: 55,821 or 5-9.
         styles: layers taken from the column seed, 0 to num_ws-1 (num_ws is 2*log2(resolution)-2:
             6 at 16 px, 10 at 64 px): 0-3 coarse (pose, shape), 4 to num_ws-1 fine (colour,
-            texture), e.g. 4-5 at 16 px, 4-9 at 64 px.
+            texture), e.g. 4-5 at 16 px, 4-9 at 64 px; null: StyleGAN2-ADA's 0-6, the layers of
+            it that the generator has.
         trunc: truncation psi (1: no truncation).
         class_idx: class of every image for a conditional model (required there).
         noise_mode: per-layer noise: const (reproducible), random (seeded by the row seed) or none.
@@ -69,7 +73,7 @@ class StyleMixingOptions:
     outdir: str | None = None
     rows: Any = None
     cols: Any = None
-    styles: Any = "0-6"
+    styles: Any = None
     trunc: float = 1.0
     class_idx: int | None = None
     noise_mode: str = "const"
@@ -111,6 +115,14 @@ def check_styles(G: nn.Module, styles: Sequence[int], spec: Any = None) -> None:
         shown = spec if spec is not None else ",".join(map(str, styles))
         raise ConfigError(f"styles={shown}: layer {outside[0]} does not exist; this generator "
                           f"has {num_ws} style layers, styles=0-{num_ws - 1}")
+
+
+def _shown_layers(styles: Sequence[int]) -> str:
+    """``0-5`` for a run of layers, else ``1,3,4``."""
+    layers = list(styles)
+    if len(layers) > 1 and layers == list(range(layers[0], layers[-1] + 1)):
+        return f"{layers[0]}-{layers[-1]}"
+    return ",".join(map(str, layers))
 
 
 @torch.no_grad()
@@ -199,9 +211,12 @@ def run(opts: StyleMixingOptions) -> list[Path]:
     check_creatable_dir(opts.outdir, "outdir")
     rows = parse_seeds(opts.rows, "rows")
     cols = parse_seeds(opts.cols, "cols")
-    styles = parse_seeds(opts.styles, "styles")
+    styles = parse_seeds(opts.styles, "styles") if opts.styles is not None else None
     device = resolve_device(opts.device)
     loaded = load_generator_from(opts.ckpt, opts.pkl, device)
+    if styles is None:
+        check_styles(loaded.G, [])
+        styles = [layer for layer in DEFAULT_STYLES if layer < int(loaded.G.mapping.num_ws)]
     check_styles(loaded.G, styles, opts.styles)
     generator_kwargs(loaded.G, opts.trunc, opts.noise_mode)
     class_label(loaded.G, opts.class_idx)
@@ -211,8 +226,8 @@ def run(opts: StyleMixingOptions) -> list[Path]:
     check_writable_dir(outdir, "outdir")
     written = write_grid(grid, outdir, opts.images)
     print(f"[dgan] style mixing of {len(rows)} rows x {len(cols)} columns, layers "
-          f"{opts.styles} of {loaded.G.mapping.num_ws}, from {loaded.path} -> {written[0]}",
-          flush=True)
+          f"{_shown_layers(styles)} of {loaded.G.mapping.num_ws}, from {loaded.path} -> "
+          f"{written[0]}", flush=True)
     return written
 
 
