@@ -3,7 +3,6 @@ tiny networks, and a few of them train in seconds on a CPU."""
 
 from __future__ import annotations
 
-import time
 import zipfile
 from pathlib import Path
 
@@ -20,7 +19,6 @@ EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 # Trainable parameters of each network under debug=default, whatever the experiment's preset
 # (full-width presets have 20-30 million).
 MAX_TRAINABLE = 1_000_000
-RUN_SECONDS = 60
 
 
 def _image_zip(path: Path, resolution: int, count: int = 2) -> Path:
@@ -72,12 +70,11 @@ def test_debug_leaves_a_config_without_the_overlay_alone(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("experiment",
                          ["digits_stylegan2", "gaussians25", "digits_projectedgan"])
-def test_debug_trains_in_seconds(experiment: str, tmp_path: Path) -> None:
+def test_debug_trains_its_few_steps(experiment: str, tmp_path: Path) -> None:
+    # What it costs is make bench's concern: a wall-clock bound here fails on a busy machine.
     cfg = _debug_config(experiment, tmp_path)
-    start = time.perf_counter()
     run = build_run(cfg)
     run.trainer.fit(run.module, datamodule=run.datamodule)
-    assert time.perf_counter() - start < RUN_SECONDS
     assert run.module.cur_nimg == 40 and run.module.cur_step == 5
     assert (run.run_dir / "checkpoints" / "last.ckpt").is_file()
     assert list((run.run_dir / "samples").glob("*.png"))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-import time
 from pathlib import Path
 from unittest import mock
 
@@ -246,15 +245,14 @@ def test_expected_weight_file_names() -> None:
 
 
 def test_missing_weights_fail_fast_with_file_name(tmp_path: Path, no_network: list[str]) -> None:
-    start = time.perf_counter()
     with pytest.raises(WeightsUnavailableError) as err:
         check_weights_available(["fid50k_full", "pr50k3_full", "pr50k3_torchvision_full"],
                                 tmp_path)
     message = str(err.value)
     assert INCEPTION_FILE in message and VGG16_FILE in message and NVIDIA_VGG16_FILE in message
     assert "python -m dgan.metrics.fetch_weights DIR" in message
-    assert no_network == []  # a weights_dir means offline: no download attempt
-    assert time.perf_counter() - start < 5
+    # Fast means no download attempt (a weights_dir means offline), not a wall-clock bound.
+    assert no_network == []
 
     # Metrics that need no pretrained network pass; so do present files.
     check_weights_available(["fid_digits2k_full", "pr_digits500_full"], tmp_path)
