@@ -362,3 +362,21 @@ def test_sweep_report_reads_a_runs_config_as_values(tmp_path, capsys) -> None:
     assert sweep_report.main([str(tmp_path / "sweep"), "--metric", "fid"]) == 0
     scene.intact()
     assert (tmp_path / "sweep" / "sweep_report.csv").is_file()
+
+
+def test_sweep_report_refuses_a_python_tag_in_one_line(tmp_path, capsys) -> None:
+    """A saved config with a YAML tag naming a Python object is not parsed into it: one line."""
+    from dgan import sweep_report
+
+    scene = _scene(tmp_path)
+    job = tmp_path / "sweep" / "0"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text("- seed=0\n")
+    config = job / ".hydra" / "config.yaml"
+    config.write_text(f"model: !!python/object/apply:builtins.open [{scene.victim}, w]\n")
+    (job / "metrics.jsonl").write_text(json.dumps({"kimg": 1.0, "fid": 30.0}) + "\n")
+    assert sweep_report.main([str(tmp_path / "sweep"), "--metric", "fid"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and str(config) in err[0] and "not a plain YAML file" in err[0], err
+    assert "Traceback" not in "".join(err)
+    scene.intact()

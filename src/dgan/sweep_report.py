@@ -58,6 +58,7 @@ HYDRA_FILE = Path(".hydra") / "hydra.yaml"
 # A replicate, not a setting: no panel of its own in the plot.
 SEED_KEY = "seed"
 MULTIRUN_FILE = "multirun.yaml"
+SHOWN_YAML_ERROR = 120  # characters of a YAML parser's complaint kept in the one-line error
 # A numeric axis spanning at least this ratio (positive values) is drawn on a log scale.
 LOG_AXIS_RATIO = 10.0
 PANEL_INCHES = (4.0, 3.2)
@@ -127,6 +128,17 @@ def _natural_key(name: str) -> list[Any]:
             for part in re.split(r"(\d+)", name) if part]
 
 
+def read_yaml(path: Path) -> Any:
+    """A job's saved YAML file as plain data; a file that is not (a tag naming a Python
+    object, a syntax error) stops the report in one line naming it, nothing in it run."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        problem = " ".join(str(getattr(err, "problem", None) or err).split())[:SHOWN_YAML_ERROR]
+        raise ReportError(f"{path}: not a plain YAML file of a run ({problem}); nothing in it "
+                          "was run") from None
+
+
 def find_jobs(sweep_dir: Path) -> list[Job]:
     """Every job under ``sweep_dir``, in job-number order."""
     if not sweep_dir.is_dir():
@@ -138,7 +150,7 @@ def find_jobs(sweep_dir: Path) -> list[Job]:
             continue
         job_dir = path.parent.parent
         overrides = dict(parse_override(str(item)) for item in
-                         (yaml.safe_load(path.read_text(encoding="utf-8")) or []))
+                         (read_yaml(path) or []))
         jobs.append(Job(
             name=job_dir.relative_to(sweep_dir).as_posix(),
             overrides=overrides,
@@ -170,7 +182,7 @@ def _job_settings(job_dir: Path) -> dict[str, Any]:
     for name, pick in ((CONFIG_FILE, lambda c: c), (HYDRA_FILE, _group_choices)):
         path = job_dir / name
         if path.exists():
-            settings.update(_flatten(pick(yaml.safe_load(path.read_text(encoding="utf-8")))))
+            settings.update(_flatten(pick(read_yaml(path))))
     return {key: value for key, value in settings.items()
             if isinstance(value, (int, float, str, bool))}
 
@@ -184,7 +196,7 @@ def _group_choices(hydra_config: Any) -> dict[str, Any]:
 def _configured_direction(config_file: Path) -> bool | None:
     if not config_file.exists():
         return None
-    config = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    config = read_yaml(config_file) or {}
     value = (config.get("metrics") or {}).get("higher_is_better")
     return value if isinstance(value, bool) else None
 
@@ -194,7 +206,7 @@ def sweeper_keys(sweep_dir: Path) -> list[str]:
     path = sweep_dir / MULTIRUN_FILE
     if not path.exists():
         return []
-    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    config = read_yaml(path) or {}
     params = ((config.get("hydra") or {}).get("sweeper") or {}).get("params") or {}
     return list(params)
 
