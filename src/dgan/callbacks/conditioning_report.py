@@ -10,8 +10,6 @@ evaluations, so the file shows how training moves them.
 
 from __future__ import annotations
 
-import csv
-from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -38,21 +36,3 @@ def conditioning_rows(D: nn.Module, kimg: float) -> list[list[Any]]:
     if not isinstance(head, TimestepConditioning):
         return []
     return [[round(kimg, 3), kind, a, b, cos] for kind, a, b, cos in conditioning_cosines(head)]
-
-
-def append_conditioning_rows(path: Path, rows: list[list[Any]]) -> None:
-    """Append ``rows`` to the CSV at ``path``, with the header when the file is new.
-
-    Args:
-        path: ``diagnostics/conditioning.csv`` of the run.
-        rows: rows of :func:`conditioning_rows`.
-    """
-    if not rows:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists()
-    with path.open("a", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        if new:
-            writer.writerow(CONDITIONING_COLUMNS)
-        writer.writerows(rows)

@@ -27,7 +27,6 @@ from dgan.callbacks.cadence import EveryKimg
 from dgan.callbacks.conditioning_report import (
     CONDITIONING_COLUMNS,
     CONDITIONING_FILE,
-    append_conditioning_rows,
     conditioning_rows,
 )
 from dgan.files.atomic import atomic_write_bytes
@@ -130,8 +129,8 @@ class DiffusionDiagnostics(L.Callback):
         log_image_file(trainer, f"{DIAGNOSTICS_DIR}/d_by_t", plot, kimg, f"kimg {kimg:.1f}")
         log_rows(trainer, f"{DIAGNOSTICS_DIR}/d_by_t_table", COLUMNS, rows, kimg)
         cosines = conditioning_rows(pl_module.D, kimg)
-        append_conditioning_rows(self.out_dir / CONDITIONING_FILE, cosines)
         if cosines:
+            self._append_csv(self.out_dir / CONDITIONING_FILE, CONDITIONING_COLUMNS, cosines)
             log_rows(trainer, f"{DIAGNOSTICS_DIR}/conditioning", CONDITIONING_COLUMNS, cosines,
                      kimg)
         if self.history:
