@@ -109,6 +109,9 @@ def test_exported_records_name_the_reference_modules_and_tensors(run_checkpoint,
     assert set(g.init_kwargs["synthesis_kwargs"]) >= {"channel_base", "channel_max"}
     assert dict(named_modules(g))["synthesis"].state["img_resolution_log2"] == 4
     assert net_pkl["D"].state["t_dim"] == 1 and net_pkl["D"].state["c_dim"] == 11
+    d_mapping = dict(named_modules(net_pkl["D"]))["mapping"].state
+    assert d_mapping["num_ws"] is None and d_mapping["w_avg_beta"] is None
+    assert dict(named_modules(g))["mapping"].state["w_avg_beta"] == pytest.approx(0.995)
     module = run_checkpoint[1]
     assert torch.equal(state_dict(g)["mapping.w_avg"], module.G_ema.mapping.w_avg)
     assert net_pkl.progress["cur_nimg"] == CUR_NIMG

@@ -217,6 +217,8 @@ def _mapping_mlp(mlp: Any) -> tuple[str, dict[str, Any]]:
     state = _base_state(mlp)
     state[MODULES] = _mapping_children(mlp)
     state["num_layers"] = len(mlp.layers)
+    # The reference's D mapping: no broadcast, no w_avg (the generator's values replace these).
+    state.update(w_dim=mlp.out_dim, num_ws=None, w_avg_beta=None)
     return "MappingNetwork", state
 
 
