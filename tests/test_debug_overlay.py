@@ -19,6 +19,7 @@ EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 # Trainable parameters of each network under debug=default, whatever the experiment's preset
 # (full-width presets have 20-30 million).
 MAX_TRAINABLE = 1_000_000
+ANY_RESOLUTION = 32
 
 
 def _image_zip(path: Path, resolution: int, count: int = 2) -> Path:
@@ -35,7 +36,8 @@ def _debug_config(experiment: str, tmp_path: Path):
     overrides = [f"experiment={experiment}", "debug=default"]
     cfg = compose_train(overrides, tmp_path / "run")
     if cfg.dataset.get("path", "missing") is None:  # an image experiment: data of its size
-        resolution = int(cfg.model.generator.img_resolution)
+        # experiment=images leaves the resolution to the data (null): any size does.
+        resolution = int(cfg.model.generator.img_resolution or ANY_RESOLUTION)
         data = _image_zip(tmp_path / f"data{resolution}.zip", resolution)
         cfg = compose_train([*overrides, f"dataset.path={data}"], tmp_path / "run")
     assert apply_debug(cfg)

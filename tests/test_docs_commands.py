@@ -222,8 +222,8 @@ def _run_train(args: list[str], cwd: Path, monkeypatch, capsys) -> None:
 
 
 def _small_counts(args: list[str]) -> list[str]:
-    return [re.sub(r"(?<=digits)\d+k?(?=_)", SMALL_COUNT, a) if a.startswith("metrics=") else a
-            for a in args]
+    return [re.sub(r"(?<=digits|pixels)\d+k?(?=_)", SMALL_COUNT, a)
+            if a.startswith("metrics=") else a for a in args]
 
 
 def _run_module(module: str, args: list[str], cwd: Path, monkeypatch) -> None:

@@ -25,6 +25,7 @@ from dgan.callbacks.preemption import (
 from dgan.callbacks.progress import kimg_text
 from dgan.config.builder import ConfigError, Run, build_run
 from dgan.config.compose import check_overrides
+from dgan.config.data_sizing import size_from_data
 from dgan.config.debug import apply_debug
 from dgan.config.help_page import help_page, wants_help
 from dgan.config.instantiation import check_interpolations
@@ -68,6 +69,7 @@ def _bad_file_stop(run: Run, error: ImageFileError) -> StoppedOnBadFile:
 
 def train(cfg: DictConfig) -> float | None:
     """Build everything ``cfg`` describes, fit, and return the headline metric (or None)."""
+    size_from_data(cfg)  # experiment=images: null model keys from the data, before any resolves
     check_interpolations(cfg)  # before the debug overlay and the launch checks read values
     if apply_debug(cfg):
         print("[dgan] debug=default: tiny networks, a few steps, no metrics", flush=True)

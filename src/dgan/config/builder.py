@@ -22,6 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from dgan.callbacks.checkpoint import LAST
 from dgan.callbacks.metrics import MetricsCallback
 from dgan.config.batch_layout import batch_layout
+from dgan.config.data_sizing import size_from_data
 from dgan.config.instantiation import (  # noqa: F401
     ConfigError,
     build,
@@ -90,6 +91,7 @@ def resolve_resume(resume: str | None, run_dir: Path) -> str | None:
 
 def build_run(cfg: DictConfig) -> Run:
     """Validate ``cfg`` and build every object of the run (no training yet)."""
+    size_from_data(cfg)  # the model keys left to the data (experiment=images), before any check
     check_run_config(cfg)
     seed_everything(int(cfg.seed))
     run_dir = Path(cfg.paths.output_dir)

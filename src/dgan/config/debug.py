@@ -73,6 +73,9 @@ def apply_debug(cfg: DictConfig) -> bool:
     model = cfg.get("model")
     if not isinstance(model, DictConfig):
         return False
+    from dgan.config.data_sizing import size_from_data
+
+    size_from_data(cfg)  # the widths below follow the resolution, which may wait for the data
     resolution = OmegaConf.select(cfg, "model.generator.img_resolution", default=None)
     values = tiny_values(debug, resolution)
     with open_dict(cfg):

@@ -111,10 +111,25 @@ def per_run(longest: float, points: int | None = None, *, _root_: Any) -> float:
     return min(float(longest), kimg / points)
 
 
+def data_run_name(prefix: str, path: object) -> str:
+    """A run name after the data: ``PREFIX-STEM`` for ``dataset.path`` (``data/mine64.zip``
+    gives ``images-mine64``), or ``PREFIX`` while no path is given.
+
+    Args:
+        prefix: the experiment's name (``images``).
+        path: ``dataset.path``, a zip or a folder.
+    """
+    if path is None or not str(path).strip():
+        return str(prefix)
+    where = Path(str(path).rstrip("/\\"))
+    stem = where.stem if where.suffix.lower() == ".zip" else where.name
+    return f"{prefix}-{stem}" if stem else str(prefix)
+
+
 def register() -> None:
     for name, fn in (("dgan.auto_preset", auto_preset), ("dgan.sweep_group", sweep_group),
                      ("dgan.experiment_name", experiment_name), ("dgan.ada_kimg", ada_kimg),
-                     ("dgan.per_run", per_run),
+                     ("dgan.per_run", per_run), ("dgan.data_run_name", data_run_name),
                      ("dgan.slurm_gpus_per_node", slurm_gpus_per_node),
                      ("dgan.metrics.direction", metric_direction)):
         if not OmegaConf.has_resolver(name):

@@ -1,5 +1,6 @@
 """FID (Frechet Inception Distance): ``fidNk_full`` on Inception-v3 pool features, and
-``fid_digitsN_full`` on the digits classifier's features, N fakes against every real.
+``fid_digitsN_full`` on the digits classifier's features, ``fid_pixelsN_full`` on 8x8 averaged
+pixels (any images, no weights), N fakes against every real.
 
 :class:`FrechetDistance` is the torchmetrics ``Metric``: float64 sums of the features and of
 their outer products, summed over the ranks by torchmetrics."""
@@ -23,6 +24,7 @@ from dgan.metrics.feature_stats import (
     num_fakes,
     pretrained_extractor,
 )
+from dgan.metrics.pixel_features import PIXEL_LAYER, pixel_extractor
 from dgan.metrics.registry import MetricOptions, register_metric
 
 
@@ -114,3 +116,10 @@ def fid_digits_full(opts: MetricOptions) -> dict[str, float]:
     """FID on the digits classifier's features, N fakes against all training digits."""
     value = fid_of(opts, digits_extractor(opts), DIGITS_LAYER)
     return {f"fid_digits{count_tag(num_fakes(opts))}_full": value}
+
+
+@register_metric(r"fid_pixels(?P<num>\d+k?)_full")
+def fid_pixels_full(opts: MetricOptions) -> dict[str, float]:
+    """FID on 8x8 averaged pixels (any images, offline; colour and layout, not detail)."""
+    value = fid_of(opts, pixel_extractor(opts.device), PIXEL_LAYER)
+    return {f"fid_pixels{count_tag(num_fakes(opts))}_full": value}
