@@ -214,9 +214,10 @@ def build_generator(config: dict[str, Any]) -> nn.Module:
     return build(node, "model.generator")
 
 
-def _load_prefixed(net: nn.Module, state_dict: dict[str, Any], prefix: str, config_key: str,
-                   where: str, missing: type[ConfigError]) -> None:
-    """Load the ``prefix``-ed weights of a checkpoint's state dict into ``net``, strictly.
+def load_prefixed(net: nn.Module, state_dict: dict[str, Any], prefix: str, config_key: str,
+                  where: str, missing: type[ConfigError] | None = None) -> bool:
+    """Load the ``prefix``-ed weights of a checkpoint's state dict into ``net``, strictly;
+    False when it holds none and ``missing`` is None.
 
     Args:
         net: the network rebuilt from the config.
@@ -224,11 +225,13 @@ def _load_prefixed(net: nn.Module, state_dict: dict[str, Any], prefix: str, conf
         prefix: the module attribute the weights sit under (``G_ema.``, ``D.``).
         config_key: the config node ``net`` was built from (for the message).
         where: ``key=path`` of the checkpoint (for the message).
-        missing: the error raised when no weight has the prefix.
+        missing: the error raised when no weight has the prefix (None: return False).
     """
     weights = {name[len(prefix):]: tensor for name, tensor in state_dict.items()
                if name.startswith(prefix)}
     if not weights:
+        if missing is None:
+            return False
         raise missing(f"{where}: the checkpoint holds no {prefix}* weights")
     try:
         net.load_state_dict(weights, strict=True)
@@ -236,6 +239,7 @@ def _load_prefixed(net: nn.Module, state_dict: dict[str, Any], prefix: str, conf
         text = " ".join(str(err).split())[:300]
         raise ConfigError(f"{where}: {prefix.rstrip('.')} weights do not fit {config_key} of its "
                           f"config ({text})") from err
+    return True
 
 
 def load_generator(
@@ -251,8 +255,8 @@ def load_generator(
     state = read_any_checkpoint(path, key)
     config = state["dgan"]["config"]
     G = build_generator(config)
-    _load_prefixed(G, state["state_dict"], G_EMA_PREFIX, "model.generator", f"{key}={path}",
-                   ConfigError)
+    load_prefixed(G, state["state_dict"], G_EMA_PREFIX, "model.generator", f"{key}={path}",
+                  ConfigError)
     G = G.to(device).eval().requires_grad_(False)
     kimg = float(state["dgan"].get("cur_nimg", 0)) / 1000
     return LoadedGenerator(path=Path(path), G=G, config=config, kimg=kimg)
@@ -307,8 +311,8 @@ def load_discriminator(path: str | Path, device: torch.device | str = "cpu",
     diffusion = config.get("diffusion")
     t_max = diffusion.get("t_max") if isinstance(diffusion, dict) else None
     D = build({**node, **discriminator_t_settings(node, t_max)}, "model.discriminator")
-    _load_prefixed(D, state["state_dict"], D_PREFIX, "model.discriminator", f"{key}={path}",
-                   NoDiscriminatorWeights)
+    load_prefixed(D, state["state_dict"], D_PREFIX, "model.discriminator", f"{key}={path}",
+                  NoDiscriminatorWeights)
     T = state["state_dict"].get(DIFFUSION_T_KEY)
     return LoadedDiscriminator(D=D.to(device).eval().requires_grad_(False),
                                T=None if diffusion is None or T is None else int(T))

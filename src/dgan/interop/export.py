@@ -484,19 +484,6 @@ def _training_set_kwargs(dataset: Any) -> dict[str, Any] | None:
     return kwargs
 
 
-def _load_weights(net: nn.Module, state: Mapping[str, Any], prefix: str, where: str) -> bool:
-    weights = {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
-    if not weights:
-        return False
-    try:
-        net.load_state_dict(weights, strict=True)
-    except RuntimeError as err:
-        text = " ".join(str(err).split())[:200]
-        raise ConfigError(f"{where}: {prefix} weights do not fit the checkpoint's config "
-                          f"({text})") from err
-    return True
-
-
 def export_checkpoint(
     ckpt: str | os.PathLike[str], dest: str | os.PathLike[str], key: str = "CKPT"
 ) -> tuple[Path, list[str]]:
@@ -515,7 +502,7 @@ def export_checkpoint(
     """
     from dgan.config.timestep_input import discriminator_t_settings
     from dgan.files.atomic import atomic_write
-    from dgan.files.checkpoints import read_checkpoint
+    from dgan.files.checkpoints import load_prefixed, read_checkpoint
 
     where = f"{key}={ckpt}"
     state = read_checkpoint(ckpt, key)
@@ -532,7 +519,7 @@ def export_checkpoint(
     notes: list[str] = []
     for name in GENERATOR_EXPORT_KEYS:
         net = Generator(**_kwargs(g_node))
-        if _load_weights(net, weights, name, where):
+        if load_prefixed(net, weights, f"{name}.", "model.generator", where):
             networks[name] = (net.eval(), _kwargs(g_node))
     if "G_ema" not in networks:
         raise ConfigError(f"{where}: the checkpoint holds no G_ema weights to export")
@@ -554,7 +541,8 @@ def export_checkpoint(
                      f"(exportable: {', '.join(EXPORTABLE_T_CONDITIONING)})")
     else:
         D = Discriminator(**d_kwargs)
-        if _load_weights(D, weights, DISCRIMINATOR_EXPORT_KEY, where):
+        if load_prefixed(D, weights, f"{DISCRIMINATOR_EXPORT_KEY}.", "model.discriminator",
+                         where):
             networks[DISCRIMINATOR_EXPORT_KEY] = (D.eval(), d_kwargs)
         else:
             notes.append("D not in the checkpoint: the pickle has G and G_ema only")
