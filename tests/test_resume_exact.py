@@ -28,27 +28,15 @@ from dgan.files.run_files import TRAIN_SECONDS
 from dgan.tracking.run_history import record_counts, trim_to_counts
 
 from .conftest import REPO, compose_train, fit_in_process
+from .test_resume_history import COMMON
 
-# 16 steps of 64 images. Losses every 3 steps (a period unlike the adaptive update's 4 and the
-# checkpoints' 8, so that a step counted twice shows), D's lazy R1 every 5 (recorded at the
+# The resume-history run (16 steps of 64 images), with losses every 3 steps (a period unlike
+# the adaptive update's 4 and the checkpoints' 8, so that a step counted twice shows), D's lazy R1 every 5 (recorded at the
 # 6th and 16th iterations only: a value that must not reappear in later records), evaluations
 # and diagnostics every 0.25 kimg, a checkpoint and a kept snapshot at kimg 0.512.
 RUN = [
-    "experiment=gaussians25",
-    "model.generator.hidden=32",
-    "model.discriminator.hidden=32",
-    "model.batch_size=64",
+    *(o for o in COMMON if not o.startswith("trainer.log_every_n_steps=")),
     "model.d_reg_interval=5",
-    "kimg=1",
-    "seed=7",
-    "adaptive.ada_kimg=4",
-    "diffusion.p_init=0.5",
-    "metrics.every_kimg=0.25",
-    "metrics.batch_size=500",
-    "metrics.metrics=[mode_coverage500]",
-    "callbacks.diagnostics.every_kimg=0.25",
-    "callbacks.samples=null",
-    "callbacks.progress=null",
     "callbacks.checkpoint.every_kimg=0.5",
     "callbacks.checkpoint.keep_snapshots=true",
     "trainer.log_every_n_steps=3",
