@@ -31,9 +31,10 @@ from .conftest import REPO, compose_train, fit_in_process
 from .test_resume_history import COMMON
 
 # The resume-history run (16 steps of 64 images), with losses every 3 steps (a period unlike
-# the adaptive update's 4 and the checkpoints' 8, so that a step counted twice shows), D's lazy R1 every 5 (recorded at the
-# 6th and 16th iterations only: a value that must not reappear in later records), evaluations
-# and diagnostics every 0.25 kimg, a checkpoint and a kept snapshot at kimg 0.512.
+# the adaptive update's 4 and the checkpoints' 8, so that a step counted twice shows), D's
+# lazy R1 every 5 (recorded at the 6th and 16th iterations only: a value that must not reappear
+# in later records), evaluations and diagnostics every 0.25 kimg, a checkpoint and a kept
+# snapshot at kimg 0.512.
 RUN = [
     *(o for o in COMMON if not o.startswith("trainer.log_every_n_steps=")),
     "model.d_reg_interval=5",
