@@ -18,6 +18,8 @@ RUN_SHARE = 0.1
 # The former default job, kept as it was (the paper's rate) to compare the recipes with.
 FORMER_RECIPES = {"digits_stylegan2_32px"}
 CPU_DATASETS = {"dgan.data.digits.DigitsDataset", "dgan.data.toy.ToyDataset"}
+# Image-folder experiments sized for the CPU: the user's own images with model=images_cpu.
+CPU_IMAGE_EXPERIMENTS = {"images"}
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 
@@ -34,7 +36,7 @@ def test_cpu_sized_experiments_scale_the_rate_to_the_run(compose_cfg, name: str)
     if name in FORMER_RECIPES:
         assert cfg.ada_share is None and cfg.adaptive.ada_kimg == 100
         return
-    if cfg.dataset._target_ not in CPU_DATASETS:
+    if cfg.dataset._target_ not in CPU_DATASETS and name not in CPU_IMAGE_EXPERIMENTS:
         assert cfg.ada_share is None
         assert cfg.adaptive.ada_kimg == 100, "paper-scale experiments keep the paper's rate"
         return

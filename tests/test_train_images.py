@@ -101,6 +101,7 @@ def test_every_paper_experiment_is_covered() -> None:
         "afhq_cat_insgen", "afhq_dog_insgen", "afhq_wild_insgen",
         "cifar10_projectedgan", "stl10_projectedgan", "lsun_bedroom_projectedgan",
         "lsun_church_projectedgan",
+        "images",  # the own-images recipe, sized from the data (tests/test_images_experiment.py)
     ])
 
 
