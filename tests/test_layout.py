@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "dgan"
-COMMANDS = {"train", "generate", "evaluate", "bench", "bench_gpu", "sweep_report", "convert",
+COMMANDS = {"train", "generate", "evaluate", "bench", "bench_gpu", "sweep_report", "convert", "calibrate",
             "project", "style_mixing", "video"}
 
 
