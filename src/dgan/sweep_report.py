@@ -47,8 +47,16 @@ import yaml
 
 from dgan.config.cli_args import dashed
 from dgan.config.instantiation import listed
-from dgan.files.run_files import FLOORS_FILE, TRAIN_SECONDS, WHEN_KEYS, read_metrics
+from dgan.files.run_files import (
+    DIAGNOSTICS_DIR,
+    DYNAMICS_TABLE,
+    FLOORS_FILE,
+    TRAIN_SECONDS,
+    WHEN_KEYS,
+    read_metrics,
+)
 from dgan.metrics.direction import higher_is_better
+from dgan.tracking import overfit_criteria
 
 CSV_NAME = "sweep_report.csv"
 PNG_NAME = "sweep_report.png"
@@ -70,6 +78,8 @@ GROUPS_MD = "sweep_groups.md"
 GROUPS_PNG = "sweep_groups.png"
 CURVES_CSV = "sweep_curves.csv"
 CURVES_PNG = "sweep_curves.png"
+OVERFIT_CSV = "sweep_overfit.csv"
+DIFFUSION_KEY = "diffusion"
 CURVE_COLUMNS = ("group", "evaluation", "n", "kimg_mean", "seconds_mean", "seconds_std",
                  "value_mean", "value_std")
 # Significant digits of the Markdown table.
@@ -579,6 +589,101 @@ def report_curves(sweep_dir: Path, group_keys: Sequence[str], metric: str | None
     return paths, rows
 
 
+def read_dynamics(job_dir: Path) -> list[dict[str, str]]:
+    """The overfitting callback's table of a job (none when it did not write one)."""
+    path = job_dir / DIAGNOSTICS_DIR / DYNAMICS_TABLE
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def overfit_table(sweep_dir: Path, jobs: Sequence[Job], group_keys: Sequence[str],
+                  metric: str) -> list[dict[str, Any]]:
+    """One row per job: its group keys, seed, then :func:`overfit_criteria.run_overfitting`."""
+    return [{"job": job.name, **{k: job.value(k) for k in group_keys},
+             SEED_KEY: job.value(SEED_KEY),
+             **overfit_criteria.run_overfitting(job.records, read_dynamics(sweep_dir / job.name),
+                                                metric)}
+            for job in jobs]
+
+
+def overfit_verdicts(rows: Sequence[dict[str, Any]], group_keys: Sequence[str]
+                     ) -> list[dict[str, Any]]:
+    """Each group run with the chain against the group without it that shares every other
+    group key (``diffusion=stylegan2 augment=ada`` against ``diffusion=none augment=ada``),
+    paired by seed: :func:`overfit_criteria.verdict`."""
+    if DIFFUSION_KEY not in group_keys:
+        raise ReportError(f"--overfit compares the arms with and without the chain: --group-by "
+                          f"must include {DIFFUSION_KEY} (got {','.join(group_keys) or 'none'})")
+    others = [k for k in group_keys if k != DIFFUSION_KEY]
+    arms: dict[tuple[str, ...], dict[Any, dict[str, Any]]] = {}
+    for row in rows:
+        key = tuple(str(row[k]) for k in group_keys)
+        arms.setdefault(key, {})[row[SEED_KEY]] = row
+    verdicts = []
+    for key, runs in arms.items():
+        values = dict(zip(group_keys, key, strict=True))
+        if values[DIFFUSION_KEY] == overfit_criteria.PLAIN:
+            continue
+        base = tuple(overfit_criteria.PLAIN if k == DIFFUSION_KEY else values[k]
+                     for k in group_keys)
+        if base in arms:
+            verdicts.append({**values, "against": ", ".join(
+                f"{k}={overfit_criteria.PLAIN if k == DIFFUSION_KEY else values[k]}"
+                for k in [DIFFUSION_KEY, *others]),
+                **overfit_criteria.verdict(arms[base], runs)})
+    return verdicts
+
+
+def report_overfit(sweep_dir: Path, group_keys: Sequence[str], metric: str | None = None
+                   ) -> tuple[Path, list[dict[str, Any]], list[dict[str, Any]]]:
+    """Write DIR/sweep_overfit.csv (the criteria per job); return it, its rows and the
+    verdicts (docs/results.md, "Limited data until D overfits").
+
+    Args:
+        sweep_dir: the multirun directory.
+        group_keys: the keys of the arms; must include ``diffusion``.
+        metric: the FID (None: the headline of the first job that logged one).
+    """
+    jobs = find_jobs(sweep_dir)
+    if metric is None:
+        metric = next((name for name in (job.headline() for job in jobs) if name), None)
+        if metric is None:
+            raise ReportError(f"{sweep_dir}: no job has metrics.jsonl records yet")
+    check_metric_names([metric], jobs, sweep_dir, "--metric")
+    if higher_is_better(metric, None):
+        raise ReportError(f"--overfit reads a metric that falls as G improves (an FID); "
+                          f"{metric} rises")
+    rows = overfit_table(sweep_dir, jobs, group_keys, metric)
+    verdicts = overfit_verdicts(rows, group_keys)
+    path = sweep_dir / OVERFIT_CSV
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["job"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path, rows, verdicts
+
+
+def overfit_text(rows: Sequence[dict[str, Any]], verdicts: Sequence[dict[str, Any]],
+                 group_keys: Sequence[str]) -> str:
+    """Per arm: how many runs overfit / had the chain on; then each verdict in one line."""
+    lines = []
+    arms: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        arms.setdefault(tuple(str(row[k]) for k in group_keys), []).append(row)
+    for key, runs in arms.items():
+        name = " ".join(f"{k}={v}" for k, v in zip(group_keys, key, strict=True))
+        lines.append(f"{name}: overfits in {sum(r['overfits'] for r in runs)} of {len(runs)}, "
+                     f"chain on in {sum(r['chain_on'] for r in runs)} of {len(runs)}")
+    for v in verdicts:
+        name = " ".join(f"{k}={v[k]}" for k in group_keys)
+        lines.append(f"{name} against {v['against']}: {v['verdict'].upper()} ({v['why']}; "
+                     f"paired difference {v['paired_difference']:.2f}, pooled sd "
+                     f"{v['pooled_sd']:.2f}, {v['seeds']} seeds)")
+    return "\n".join(lines)
+
+
 def report(sweep_dir: Path, metric: str | None = None, keys: Sequence[str] | None = None,
            direction: str = "auto", csv_path: Path | None = None,
            png_path: Path | None = None) -> tuple[Path, Path, list[dict[str, Any]]]:
@@ -634,6 +739,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--curves", action="store_true",
                         help="the metric against kimg and training time, per --group-by group "
                              f"(DIR/{CURVES_CSV}, {CURVES_PNG})")
+    parser.add_argument("--overfit", action="store_true",
+                        help="per job: did the FID rise from its best and D's logit gap grow, "
+                             "was the chain on; each arm with the chain against its plain arm, "
+                             f"by --group-by (DIR/{OVERFIT_CSV})")
     parser.add_argument("--metrics", default=None,
                         help="comma-separated metrics to aggregate with --group-by "
                              "(default: every metric of the final records)")
@@ -667,6 +776,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_output_file("--csv", args.csv)
         check_output_file("--png", args.png)
+        if args.overfit and DIFFUSION_KEY not in (_split(args.group_by) or []):
+            raise ReportError(f"--overfit compares the arms with and without the chain: add "
+                              f"--group-by {DIFFUSION_KEY}[,KEY...] (e.g. --group-by "
+                              f"{DIFFUSION_KEY},augment)")
         csv_path, png_path, rows = report(args.dir, args.metric, _split(args.keys),
                                           args.direction, args.csv, args.png)
         keys = [key for key in (rows[0] if rows else {}) if key not in ("job", *STAT_COLUMNS)]
@@ -681,6 +794,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.curves:
             paths, points = report_curves(args.dir, group_keys or [], args.metric)
             print(f"curves ({len(points)} points): {', '.join(str(p) for p in paths)}")
+        if args.overfit:
+            path, overfit_rows, verdicts = report_overfit(args.dir, group_keys or [],
+                                                          args.metric)
+            print(overfit_text(overfit_rows, verdicts, group_keys or []))
+            print(f"overfitting per job: {path}")
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

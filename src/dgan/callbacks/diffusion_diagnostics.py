@@ -30,9 +30,9 @@ from dgan.callbacks.conditioning_report import (
     conditioning_rows,
 )
 from dgan.files.atomic import atomic_write_bytes
+from dgan.files.run_files import DIAGNOSTICS_DIR
 from dgan.tracking.records import log_image_file, log_rows
 
-DIAGNOSTICS_DIR = "diagnostics"
 TABLE_FILE = "d_by_t.csv"
 HISTORY_FILE = "p_T.csv"
 COLUMNS = ["kimg", "T", "bucket", "t_lo", "t_hi", "real_logit", "fake_logit", "real_acc",

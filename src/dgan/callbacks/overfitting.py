@@ -37,18 +37,18 @@ import lightning as L
 import torch
 
 from dgan.callbacks.cadence import EveryKimg
-from dgan.callbacks.diffusion_diagnostics import DIAGNOSTICS_DIR, DiffusionDiagnostics, t_buckets
+from dgan.callbacks.diffusion_diagnostics import DiffusionDiagnostics, t_buckets
 from dgan.data.images import ImageFileError
 from dgan.diffusion.feature_noise import FeatureDiffusion
 from dgan.diffusion.process import Diffusion
 from dgan.files.atomic import atomic_write_bytes
-from dgan.files.run_files import FLOORS_FILE
+from dgan.files.run_files import DIAGNOSTICS_DIR, DYNAMICS_TABLE, FLOORS_FILE
 from dgan.tracking.records import log_image_file, log_scalars
 from dgan.training.losses.base import CLEAN_COUNT, CLEAN_SIGNS
 
 PREFIX = "overfit"
 PICTURE = "dynamics.png"
-TABLE = "dynamics.csv"
+TABLE = DYNAMICS_TABLE
 T_TABLE = "dynamics_t.csv"
 FLOOR_SUFFIX = "_floor"
 COLUMNS = ["kimg", "r_t", "logit_train", "logit_heldout", "logit_fake", "gap", "p", "T", "r_d",

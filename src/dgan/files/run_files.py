@@ -10,6 +10,10 @@ from typing import Any
 METRICS_FILE = "metrics.jsonl"
 # Per run: the FID of its training subset against the metric's reference set (the floor).
 FLOORS_FILE = "metric_floors.json"
+# The diagnostics' figures and tables; among them the overfitting callback's table over the run
+# (kimg, r_t, D's logits and their gap, p, T, r_d), which sweep_report --overfit reads.
+DIAGNOSTICS_DIR = "diagnostics"
+DYNAMICS_TABLE = "dynamics.csv"
 
 
 # Keys of a metrics.jsonl record that say when it was taken; every other key is a metric.

@@ -1,0 +1,132 @@
+"""The pre-registered criteria of the limited-data experiment, applied by sweep_report --overfit:
+a run overfits when its FID rises from its best and D's logit gap grows; the chain is on when p
+stays >= 0.5 over the second half; an arm with the chain is confirmed, refuted or inconclusive
+against the plain arm, paired by seed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dgan.sweep_report import main as report_main
+from dgan.tracking.overfit_criteria import Criteria, run_overfitting, verdict
+
+METRIC = "fid_digits2k_full"
+KIMG = [8.0 * i for i in range(1, 38)]  # 8 .. 296
+
+
+def _fid_curve(best: float, rise: float) -> list[float]:
+    """Falls to ``best`` at a third of the run, then rises by ``rise`` linearly."""
+    turn = len(KIMG) // 3
+    fall = [best + 100 * (turn - i) / turn for i in range(turn)]
+    climb = [best + rise * i / (len(KIMG) - turn - 1) for i in range(len(KIMG) - turn)]
+    return fall + climb
+
+
+def _dynamics(gap_start: float, gap_end: float, p: float | None) -> list[dict[str, float]]:
+    rows = []
+    for i, k in enumerate(KIMG):
+        share = i / (len(KIMG) - 1)
+        rows.append({"kimg": k, "gap": gap_start + (gap_end - gap_start) * share,
+                     "p": math.nan if p is None else p})
+    return rows
+
+
+def _records(fids: list[float]) -> list[dict[str, float]]:
+    return [{"kimg": k, METRIC: f} for k, f in zip(KIMG, fids, strict=True)]
+
+
+def test_a_run_that_rises_3_points_and_20_percent_with_a_growing_gap_overfits() -> None:
+    row = run_overfitting(_records(_fid_curve(20.0, 5.0)), _dynamics(0.1, 1.5, None), METRIC)
+    assert row["best"] == pytest.approx(20.0) and row["final"] == pytest.approx(25.0)
+    assert row["rise"] == pytest.approx(5.0)
+    assert row["fid_rises"] and row["gap_grows"] and row["overfits"]
+    assert not row["chain_on"] and math.isnan(row["p_min_second_half"])
+
+
+@pytest.mark.parametrize(("best", "rise", "gap_end", "why"), [
+    (20.0, 3.5, 1.5, "17 % is under 20 %"),
+    (10.0, 2.5, 1.5, "25 % but under 3 points"),
+    (20.0, 5.0, 0.0, "the gap shrinks"),
+])
+def test_each_condition_is_needed(best: float, rise: float, gap_end: float, why: str) -> None:
+    row = run_overfitting(_records(_fid_curve(best, rise)), _dynamics(0.1, gap_end, None),
+                          METRIC)
+    assert not row["overfits"], why
+
+
+def test_the_chain_is_on_only_when_p_stays_above_half_over_the_second_half() -> None:
+    on = run_overfitting(_records(_fid_curve(20.0, 0.0)), _dynamics(0.1, 1.0, 0.7), METRIC)
+    assert on["chain_on"] and on["p_min_second_half"] == pytest.approx(0.7)
+    dips = _dynamics(0.1, 1.0, 0.7)
+    dips[-3]["p"] = 0.45  # one late record under 0.5
+    off = run_overfitting(_records(_fid_curve(20.0, 0.0)), dips, METRIC)
+    assert not off["chain_on"] and off["p_min_second_half"] == pytest.approx(0.45)
+    early = _dynamics(0.1, 1.0, 0.7)
+    early[2]["p"] = 0.0  # a first-half dip does not count
+    assert run_overfitting(_records(_fid_curve(20.0, 0.0)), early, METRIC)["chain_on"]
+
+
+def _arm(finals: list[float], chain_on: bool) -> dict[int, dict[str, object]]:
+    return {seed: {"final": f, "chain_on": chain_on, "overfits": True}
+            for seed, f in enumerate(finals)}
+
+
+def test_verdicts_follow_the_pooled_sd_rule_paired_by_seed() -> None:
+    plain = _arm([30.0, 32.0, 28.0, 31.0], False)
+    # sd about 1.7 in each arm: the bound is about 3.4.
+    better = verdict(plain, _arm([20.0, 22.0, 18.0, 21.0], True))
+    assert better["verdict"] == "confirmed" and better["paired_difference"] == pytest.approx(10)
+    same = verdict(plain, _arm([29.0, 33.0, 27.0, 31.5], True))
+    assert same["verdict"] == "refuted"
+    off = verdict(plain, _arm([20.0, 22.0, 18.0, 21.0], False))
+    assert off["verdict"] == "inconclusive" and "chain on in 0 of 4" in off["why"]
+    worse = verdict(plain, _arm([40.0, 42.0, 38.0, 41.0], True))
+    assert worse["verdict"] == "inconclusive"
+    assert verdict(plain, _arm([20.0], True))["verdict"] == "inconclusive"
+    assert Criteria().separation_sd == 2.0 and Criteria().min_runs == 3
+
+
+def _job(sweep: Path, name: str, overrides: list[str], fids: list[float],
+         dynamics: list[dict[str, float]]) -> None:
+    job = sweep / name
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
+        {"seed": 0, "augment": None, "metrics": {"higher_is_better": False}}))
+    (job / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _records(fids)))
+    (job / "diagnostics").mkdir()
+    with (job / "diagnostics" / "dynamics.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["kimg", "gap", "p"])
+        writer.writeheader()
+        writer.writerows(dynamics)
+
+
+def test_sweep_report_overfit_writes_the_table_and_prints_the_verdict(tmp_path: Path,
+                                                                        capsys) -> None:
+    for seed in range(4):
+        _job(tmp_path, f"plain/{seed}", ["diffusion=none", f"seed={seed}"],
+             _fid_curve(20.0 + seed, 8.0), _dynamics(0.1, 1.5, None))
+        _job(tmp_path, f"chain/{seed}", ["diffusion=stylegan2", f"seed={seed}"],
+             _fid_curve(18.0 + seed, 0.5), _dynamics(0.1, 0.4, 0.6))
+    assert report_main([str(tmp_path), "--group-by", "diffusion", "--overfit"]) == 0
+    out = capsys.readouterr().out
+    assert "diffusion=none: overfits in 4 of 4, chain on in 0 of 4" in out
+    assert "diffusion=stylegan2: overfits in 0 of 4, chain on in 4 of 4" in out
+    assert "diffusion=stylegan2 against diffusion=none: CONFIRMED" in out
+    with (tmp_path / "sweep_overfit.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 8 and {r["overfits"] for r in rows} == {"True", "False"}
+    assert {r["seed"] for r in rows} == {"0", "1", "2", "3"}
+
+
+def test_overfit_without_the_diffusion_key_stops_before_reading_jobs(tmp_path: Path,
+                                                                     capsys) -> None:
+    assert report_main([str(tmp_path / "missing"), "--overfit"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--group-by diffusion" in err
