@@ -7,8 +7,8 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "dgan"
-COMMANDS = {"train", "generate", "evaluate", "bench", "bench_gpu", "sweep_report", "convert", "calibrate",
-            "project", "style_mixing", "video"}
+COMMANDS = {"train", "generate", "evaluate", "bench", "bench_gpu", "sweep_report", "convert",
+            "calibrate", "project", "style_mixing", "video"}
 
 
 def test_top_level_holds_only_the_commands() -> None:
