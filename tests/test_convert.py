@@ -14,8 +14,9 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from dgan import convert, evaluate, generate
-from dgan.config.builder import ConfigError, build_run
-from dgan.files.checkpoints import load_generator
+from dgan.assembly.builder import build_run
+from dgan.core.errors import ConfigError
+from dgan.inference.loading import load_generator
 from dgan.interop.testing import dump_network_pickle
 
 from .conftest import compose_train

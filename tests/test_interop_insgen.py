@@ -14,8 +14,9 @@ import torch
 from omegaconf import OmegaConf
 
 from dgan import convert
-from dgan.config.builder import ConfigError, build_run
-from dgan.files.checkpoints import load_generator, read_pickle_checkpoint
+from dgan.assembly.builder import build_run
+from dgan.core.errors import ConfigError
+from dgan.inference.loading import load_generator, read_pickle_checkpoint
 from dgan.interop.insgen import (
     has_contrastive_heads,
     instance_discriminator_from_pickle,

@@ -171,7 +171,7 @@ def test_ppl_without_mapping_network_is_one_clear_error(weights_dir: Path,
 
 def test_evaluate_prints_a_finite_ppl(weights_dir: Path, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    from dgan.config.builder import build_run
+    from dgan.assembly.builder import build_run
     from dgan.evaluate import main
 
     from .conftest import compose_train

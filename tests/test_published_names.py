@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from dgan import convert, generate
-from dgan.config.builder import build_run
+from dgan.assembly.builder import build_run
 from dgan.interop.hub import HUB_REPO, PUBLISHED_NETWORKS, hub_filename
 from dgan.interop.testing import dump_network_pickle
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-from dgan.config.builder import ConfigError
 from dgan.config.launch import check_launch, check_slurm_world_size
+from dgan.core.errors import ConfigError
 from dgan.files.run_files import read_metrics
 from dgan.sweep_report import main as report_main
 

@@ -35,9 +35,11 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from dgan.config.cli_args import parse_key_values, run_command, usage
-from dgan.config.instantiation import ConfigError, build, listed
+from dgan.config.instantiation import build
+from dgan.core.errors import ConfigError
+from dgan.core.messages import listed
 from dgan.files.atomic import atomic_path, atomic_write_bytes
-from dgan.files.checkpoints import load_generator_from, resolve_device
+from dgan.inference.loading import load_generator_from, resolve_device
 from dgan.metrics.class_accuracy import check_class_accuracy
 from dgan.metrics.domain import MetricDomainError, check_metric_domain
 from dgan.metrics.feature_extractors import WeightsUnavailableError, check_weights_available

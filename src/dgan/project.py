@@ -39,13 +39,13 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 
 from dgan.config.cli_args import key_value_main
-from dgan.config.instantiation import ConfigError
+from dgan.core.errors import ConfigError
 from dgan.files.atomic import atomic_write
-from dgan.files.checkpoints import check_generator_source, load_generator_from, resolve_device
 from dgan.files.pictures import save_png, to_uint8
 from dgan.files.video_frames import check_mp4, write_mp4
 from dgan.files.writable import check_creatable_dir, check_writable_dir
-from dgan.generate import class_label, seeded_rng
+from dgan.inference.loading import check_generator_source, load_generator_from, resolve_device
+from dgan.inference.sampling import class_label, seeded_rng
 from dgan.metrics.feature_extractors import (
     VGG16_NVIDIA,
     WeightsUnavailableError,

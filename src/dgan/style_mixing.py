@@ -26,12 +26,11 @@ import torch
 from torch import nn
 
 from dgan.config.cli_args import key_value_main
-from dgan.config.instantiation import ConfigError
-from dgan.files.checkpoints import check_generator_source, load_generator_from, resolve_device
-from dgan.files.pictures import save_image_grid, save_png, to_uint8
+from dgan.core.errors import ConfigError
+from dgan.files.pictures import GRID_FILE, save_image_grid, save_png, to_uint8
 from dgan.files.writable import check_creatable_dir, check_writable_dir
-from dgan.generate import (
-    GRID_FILE,
+from dgan.inference.loading import check_generator_source, load_generator_from, resolve_device
+from dgan.inference.sampling import (
     class_label,
     generator_kwargs,
     parse_seeds,

@@ -46,7 +46,7 @@ from typing import Any
 import yaml
 
 from dgan.config.cli_args import dashed
-from dgan.config.instantiation import listed
+from dgan.core.messages import listed
 from dgan.files.run_files import (
     DIAGNOSTICS_DIR,
     DYNAMICS_TABLE,
@@ -757,7 +757,7 @@ def _split(text: str | None) -> list[str] | None:
 def check_output_file(option: str, path: Path | None) -> None:
     """``--csv``/``--png`` can be written, before any job is read (a file in a directory that
     cannot exist would otherwise stop the report at its end)."""
-    from dgan.config.instantiation import ConfigError
+    from dgan.core.errors import ConfigError
     from dgan.files.writable import check_creatable_dir
 
     if path is None:

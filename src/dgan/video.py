@@ -27,12 +27,18 @@ import torch
 from torch import nn
 
 from dgan.config.cli_args import key_value_main
-from dgan.config.instantiation import ConfigError
-from dgan.files.checkpoints import check_generator_source, load_generator_from, resolve_device
+from dgan.core.errors import ConfigError
 from dgan.files.pictures import to_uint8
 from dgan.files.video_frames import MP4, PNG, check_mp4, mp4_problem, write_mp4, write_png_frames
 from dgan.files.writable import check_creatable_dir, check_writable_dir
-from dgan.generate import class_label, generator_kwargs, parse_seeds, seed_latent, seeded_rng
+from dgan.inference.loading import check_generator_source, load_generator_from, resolve_device
+from dgan.inference.sampling import (
+    class_label,
+    generator_kwargs,
+    parse_seeds,
+    seed_latent,
+    seeded_rng,
+)
 
 SPACES = ("z", "w")
 SLERP = "slerp"

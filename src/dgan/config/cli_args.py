@@ -24,7 +24,8 @@ from typing import Any, NoReturn, TypeVar
 
 import yaml
 
-from dgan.config.instantiation import ConfigError, closest_text, listed
+from dgan.core.errors import ConfigError
+from dgan.core.messages import closest_text, listed
 
 T = TypeVar("T")
 # --help: each option's description under it, indented and wrapped.

@@ -687,7 +687,7 @@ def _check_dest_outside_source(source: Path, dest: Path) -> None:
 
 def _check_dest_folder(dest: Path) -> None:
     """The folder of ``dest`` exists or can be made, before any source is read."""
-    from dgan.config.instantiation import ConfigError
+    from dgan.core.errors import ConfigError
     from dgan.files.writable import check_creatable_dir
 
     try:

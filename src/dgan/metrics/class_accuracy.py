@@ -22,6 +22,7 @@ from torch import nn
 from torchmetrics import Metric
 
 from dgan.data.digits import NUM_CLASSES, DigitsDataset
+from dgan.metrics.base import MetricOptions, register_metric
 from dgan.metrics.digits_features import uint8_to_input
 from dgan.metrics.feature_stats import (
     count_tag,
@@ -31,7 +32,6 @@ from dgan.metrics.feature_stats import (
     metric_device,
     shard,
 )
-from dgan.metrics.registry import MetricOptions, register_metric
 
 DEFAULT_NUM_SAMPLES = 2000
 NAME = re.compile(r"cacc_digits(?P<num>\d+k?)")

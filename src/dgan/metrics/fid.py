@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from dgan.metrics.base import MetricOptions, register_metric
 from dgan.metrics.feature_extractors import INCEPTION, FeatureExtractor
 from dgan.metrics.feature_stats import (
     DIGITS_LAYER,
@@ -25,7 +26,6 @@ from dgan.metrics.feature_stats import (
     pretrained_extractor,
 )
 from dgan.metrics.pixel_features import PIXEL_LAYER, pixel_extractor
-from dgan.metrics.registry import MetricOptions, register_metric
 
 
 def frechet_distance(fake: Statistics, real: Statistics) -> float:

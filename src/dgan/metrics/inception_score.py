@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from dgan.metrics.base import MetricOptions, register_metric
 from dgan.metrics.feature_extractors import INCEPTION, FeatureExtractor
 from dgan.metrics.feature_stats import (
     RowsMetric,
@@ -19,7 +20,6 @@ from dgan.metrics.feature_stats import (
     num_fakes,
     pretrained_extractor,
 )
-from dgan.metrics.registry import MetricOptions, register_metric
 
 IS_SPLITS = 10
 IS_LAYER = "logits_unbiased"

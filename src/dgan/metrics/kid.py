@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from dgan.metrics.base import MetricOptions, register_metric
 from dgan.metrics.feature_extractors import INCEPTION, FeatureExtractor
 from dgan.metrics.feature_stats import (
     FID_LAYER,
@@ -20,7 +21,6 @@ from dgan.metrics.feature_stats import (
     num_fakes,
     pretrained_extractor,
 )
-from dgan.metrics.registry import MetricOptions, register_metric
 
 KID_MAX_REAL = 1_000_000
 KID_SUBSETS = 100

@@ -25,8 +25,8 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from dgan.metrics.base import MetricOptions, register_metric
 from dgan.metrics.feature_stats import distributed, metric_device, shard
-from dgan.metrics.registry import MetricOptions, register_metric
 
 HQ_STDS = 3.0  # a sample within 3 std of a mode counts as high quality
 MIN_PER_MODE = 20  # high-quality samples that make a mode count as covered

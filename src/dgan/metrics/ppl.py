@@ -38,6 +38,7 @@ from torch import nn
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from dgan.metrics.base import MetricOptions, register_metric
 from dgan.metrics.feature_extractors import VGG16_NVIDIA
 from dgan.metrics.feature_stats import (
     _label_vector,
@@ -49,7 +50,6 @@ from dgan.metrics.feature_stats import (
     seeded_global_rng,
     shard,
 )
-from dgan.metrics.registry import MetricOptions, register_metric
 
 PPL_EPSILON = 1e-4
 PPL_DEFAULT_SAMPLES = 50_000

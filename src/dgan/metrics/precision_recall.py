@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from dgan.metrics.base import MetricFn, MetricOptions, register_metric
 from dgan.metrics.feature_extractors import VGG16, VGG16_NVIDIA, FeatureExtractor
 from dgan.metrics.feature_stats import (
     DIGITS_LAYER,
@@ -25,7 +26,6 @@ from dgan.metrics.feature_stats import (
     num_fakes,
     pretrained_extractor,
 )
-from dgan.metrics.registry import MetricFn, MetricOptions, register_metric
 
 PR_NEIGHBORHOOD = 3
 PR_BATCH_SIZE = 10_000

@@ -23,17 +23,11 @@ from dgan.callbacks.checkpoint import LAST
 from dgan.callbacks.metrics import MetricsCallback
 from dgan.config.batch_layout import batch_layout
 from dgan.config.data_sizing import size_from_data
-from dgan.config.instantiation import (  # noqa: F401
-    ConfigError,
-    build,
-    closest_text,
-    describe,
-    fits,
-    listed,
-    show_value,
-)
+from dgan.config.instantiation import build, show_value
 from dgan.config.timestep_input import discriminator_t_settings
-from dgan.files.state_fit import state_mismatches
+from dgan.core.errors import ConfigError
+from dgan.core.messages import closest_text, listed
+from dgan.core.state_fit import state_mismatches
 from dgan.files.writable import check_creatable_dir, check_writable_dir
 from dgan.tracking.run_info import run_info
 
@@ -554,7 +548,7 @@ def init_from_pretrained(path: str, module: L.LightningModule) -> list[str]:
         path: a ``.ckpt`` written by dgan.train or dgan.convert, or a ``.pkl`` network pickle.
         module: the module of the run.
     """
-    from dgan.files.checkpoints import read_any_checkpoint
+    from dgan.inference.loading import read_any_checkpoint
 
     saved = read_any_checkpoint(path, "init")["state_dict"]
     own = module.state_dict()
