@@ -34,7 +34,7 @@ from dgan.config.stored_config import (
 )
 from dgan.core.errors import ConfigError
 from dgan.inference.loading import build_generator, load_generator
-from dgan.interop.testing import dump_network_pickle
+from tests.network_pickles import dump_network_pickle
 
 from .conftest import CONF, QUIET_TOY, compose_train, fit_in_process
 from .generator_files import STYLEGAN2, write_generator_checkpoint

@@ -23,9 +23,9 @@ from dgan.interop.insgen import (
     loss_state_from_pickle,
 )
 from dgan.interop.persistence import load_network_pickle
-from dgan.interop.testing import EasyDict, PersistentRecord, dump_network_pickle
 from dgan.networks.insgen import FAKE_HEAD, HEADS, REAL_HEAD
 from dgan.networks.stylegan2 import Discriminator
+from tests.network_pickles import EasyDict, PersistentRecord, dump_network_pickle
 
 from .conftest import compose_train
 from .shell_payload import ShellPayload

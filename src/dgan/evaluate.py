@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from omegaconf import OmegaConf
@@ -36,6 +36,7 @@ from torch import nn
 
 from dgan.config.cli_args import parse_key_values, run_command, usage
 from dgan.config.instantiation import build
+from dgan.config.rules import MAX_SEED, OPTIONAL_TEXT, SIZE, TRUNCATION, Int, Rule
 from dgan.core.errors import ConfigError
 from dgan.core.messages import listed
 from dgan.files.atomic import atomic_path, atomic_write_bytes
@@ -86,6 +87,15 @@ class EvaluateOptions:
         weights_dir: pre-downloaded Inception/VGG16 weights; null: the run's or $DGAN_WEIGHTS_DIR.
         num_workers: data-loading workers for the real images.
     """
+
+    # What each value may be, beyond its type (checked as the arguments are read).
+    RULES: ClassVar[dict[str, Rule]] = {
+        "trunc": TRUNCATION,
+        "batch_size": SIZE,
+        "seed": Int(0, MAX_SEED, null=True),
+        "num_workers": Int(0, 256),
+        "outdir": OPTIONAL_TEXT,
+    }
 
     ckpt: str | None = None
     pkl: str | None = None

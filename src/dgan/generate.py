@@ -19,13 +19,14 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from dgan.config.cli_args import key_value_main
 from dgan.config.instantiation import build
+from dgan.config.rules import CLASS_INDEX, MAX_COUNT, OPTIONAL_TEXT, TRUNCATION, Int, Rule
 from dgan.core.errors import ConfigError
 from dgan.files.atomic import atomic_write_bytes
 from dgan.files.pictures import GRID_FILE, save_image_grid, save_png, save_scatter, to_uint8
@@ -74,6 +75,14 @@ class GenerateOptions:
         grid_columns: columns of grid.png; null: about square.
         grid: write grid.png (false leaves only seed images, e.g. for evaluate images=DIR).
     """
+
+    # What each value may be, beyond its type (checked as the arguments are read).
+    RULES: ClassVar[dict[str, Rule]] = {
+        "trunc": TRUNCATION,
+        "grid_columns": Int(1, MAX_COUNT, null=True),
+        "class_idx": CLASS_INDEX,
+        "outdir": OPTIONAL_TEXT,
+    }
 
     ckpt: str | None = None
     pkl: str | None = None
