@@ -100,12 +100,8 @@ def build_run(cfg: DictConfig) -> Run:
         )
     dataset = build(cfg.dataset, "dataset")
     _check_metric_domain(cfg.get("metrics"), dataset)
-    diffusion = build(cfg.diffusion, "diffusion") if cfg.get("diffusion") else None
-    adaptive = build(cfg.adaptive, "adaptive") if diffusion and cfg.get("adaptive") else None
-    augment = build(cfg.augment, "augment") if cfg.get("augment") else None
-    module = build(cfg.model, "model", diffusion=diffusion, adaptive=adaptive, augment=augment,
-                   total_kimg=float(cfg.kimg), **_discriminator_timesteps(cfg.model, diffusion),
-                   **_loss_dataset_size(cfg.model, dataset))
+    module = build_module(cfg, len(dataset))
+    augment = module.augment
     module.run_config = plain  # set after: instantiate would build the _target_s inside it
     _check_data_matches_model(dataset, module)
     _check_metric_generator(cfg.get("metrics"), module.G)
@@ -316,6 +312,24 @@ def _check_metric_names(node: Any) -> None:
                               f"{str(name).replace('0k', '50k', 1)}")
 
 
+def build_module(cfg: DictConfig, dataset_size: int | None) -> L.LightningModule:
+    """The DiffusionGAN of ``cfg`` as a training run builds it (``dgan.bench`` times this one):
+    its diffusion and the adaptive callback it owns, its augmentation, D's timestep input from
+    the diffusion's t_max, and a loss sized by the training set.
+
+    Args:
+        cfg: the composed run config.
+        dataset_size: images in the training set, x-flips included (InsGen's queues take 5 %
+            of it; None leaves the loss's own setting).
+    """
+    diffusion = build(cfg.diffusion, "diffusion") if cfg.get("diffusion") else None
+    adaptive = build(cfg.adaptive, "adaptive") if diffusion and cfg.get("adaptive") else None
+    augment = build(cfg.augment, "augment") if cfg.get("augment") else None
+    return build(cfg.model, "model", diffusion=diffusion, adaptive=adaptive, augment=augment,
+                 total_kimg=float(cfg.kimg), **_discriminator_timesteps(cfg.model, diffusion),
+                 **_loss_dataset_size(cfg.model, dataset_size))
+
+
 def _discriminator_timesteps(model: DictConfig, diffusion: Any) -> dict[str, Any]:
     """The model's D keys that follow the diffusion (:mod:`dgan.config.timestep_input`)."""
     settings = discriminator_t_settings(model.get("discriminator"),
@@ -323,13 +337,14 @@ def _discriminator_timesteps(model: DictConfig, diffusion: Any) -> dict[str, Any
     return {"discriminator": settings} if settings else {}
 
 
-def _loss_dataset_size(model: DictConfig, dataset: Any) -> dict[str, Any]:
+def _loss_dataset_size(model: DictConfig, dataset_size: int | None) -> dict[str, Any]:
     """A loss that sizes state by the data (InsGen's queues: 5% of the images) gets the
     training set's length, x-flips included, when its config has a ``dataset_size: null``."""
     node = model.get("loss")
-    if node is None or "dataset_size" not in node or node.dataset_size is not None:
+    if dataset_size is None or node is None or "dataset_size" not in node \
+            or node.dataset_size is not None:
         return {}
-    return {"loss": {"dataset_size": len(dataset)}}
+    return {"loss": {"dataset_size": int(dataset_size)}}
 
 
 def _reference_dataset(cfg: DictConfig, dataset: Any) -> Any:

@@ -47,7 +47,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
-from dgan.assembly.builder import build
+from dgan.assembly.builder import build, build_module
 from dgan.config.paths import CONFIG_DIR
 from dgan.diffusion.adaptive import adjust_p
 from dgan.diffusion.feature_noise import FeatureDiffusion
@@ -59,6 +59,8 @@ DEFAULT_PRESETS = ("cifar", "digits")
 # Per-device batch on CPU: cifar at full width costs seconds per image on a small CPU.
 CPU_BATCH = {"cifar": 4, "digits": 32, "projected": 4}
 PRECISIONS = ("32-true", "bf16-mixed")
+# The training set a benchmarked module is sized for (InsGen's queues): CIFAR-10's 50,000.
+BENCH_DATASET_SIZE = 50_000
 # Widths of --tiny: every code path of the full bench, in seconds.
 TINY_STYLEGAN2_G = (
     "model.generator.z_dim=32",
@@ -164,15 +166,6 @@ def compose_config(preset: str, overrides: list[str], output_dir: Path) -> DictC
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose("train", overrides=[f"experiment={experiment}",
                                            f"paths.output_dir={output_dir}", *overrides])
-
-
-def build_module(cfg: DictConfig) -> L.LightningModule:
-    """The DiffusionGAN of ``cfg`` (its diffusion and augmentation included, when the config
-    has them: ProjectedGAN's DiffAugment is part of its step)."""
-    diffusion = build(cfg.diffusion, "diffusion") if cfg.get("diffusion") else None
-    augment = build(cfg.augment, "augment") if cfg.get("augment") else None
-    return build(cfg.model, "model", diffusion=diffusion, augment=augment,
-                 total_kimg=float(cfg.kimg))
 
 
 class RandomImages(Dataset):
@@ -308,7 +301,7 @@ def measure_training(preset: str, opts: Options, device: torch.device, root: Pat
             # variant built second ran up to 25 % slower when both lived side by side.
             module = None
             gc.collect()
-            module = build_module(cfgs[name]).to(device)
+            module = build_module(cfgs[name], BENCH_DATASET_SIZE).to(device)
             kinds = step_kinds(module)
             result = results.setdefault(name, {
                 "kinds": {"+".join(k): {"share": share, "times": [], "samples": []}
@@ -358,7 +351,7 @@ def measure_training(preset: str, opts: Options, device: torch.device, root: Pat
     if name != "diffusion":
         module = None
         gc.collect()
-        module = build_module(cfgs["diffusion"]).to(device)
+        module = build_module(cfgs["diffusion"], BENCH_DATASET_SIZE).to(device)
     return summary, {"module": module, "cfg": cfgs["diffusion"]}
 
 
