@@ -47,7 +47,9 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 
-from dgan.assembly.builder import build, build_module
+from dgan.assembly.builder import build_module
+from dgan.callbacks.step_clock import StepClock, synchronize
+from dgan.config.instantiation import build
 from dgan.config.paths import CONFIG_DIR
 from dgan.diffusion.adaptive import adjust_p
 from dgan.diffusion.feature_noise import FeatureDiffusion
@@ -182,12 +184,6 @@ class RandomImages(Dataset):
         return self.images[i], self.labels[i]
 
 
-def synchronize(device: torch.device) -> None:
-    """Wait for the device (timing only; never called inside the measured code)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def peak_memory_mib(device: torch.device) -> float:
     """CUDA max allocated since the last reset on a GPU; the process's max RSS on CPU."""
     if device.type == "cuda":
@@ -213,37 +209,6 @@ def step_kinds(module: Any) -> dict[tuple[str, ...], tuple[int, float]]:
         kind = ("main",) + tuple(phase.name for phase in lazy if phase.due(k))
         kinds.setdefault(kind, []).append(k)
     return {kind: (ks[0], len(ks) / period) for kind, ks in kinds.items()}
-
-
-class StepClock(L.Callback):
-    """Steers the module's step counter per batch and times each step, start to start.
-
-    Args:
-        plan: the step counter to set before each batch (its lazy phases follow from it).
-        device: device to synchronise before reading the clock.
-    """
-
-    def __init__(self, plan: list[int], device: torch.device) -> None:
-        self.plan = plan
-        self.device = device
-        self.durations: list[float] = []
-        self._start: float | None = None
-
-    def _tick(self) -> None:
-        synchronize(self.device)
-        now = time.perf_counter()
-        if self._start is not None:
-            self.durations.append(now - self._start)
-        self._start = now
-
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: Any,
-                             batch_idx: int) -> None:
-        self._tick()
-        pl_module.cur_step = self.plan[batch_idx]
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
-        # The data ends with the plan: the epoch end closes the last step, callbacks included.
-        self._tick()
 
 
 def run_steps(cfg: DictConfig, module: Any, plan: list[int], device: torch.device,
