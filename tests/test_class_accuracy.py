@@ -13,8 +13,12 @@ from dgan.data.toy import ToyDataset
 from dgan.metrics import digits_features
 from dgan.metrics.class_accuracy import check_class_accuracy, classes_of
 from dgan.metrics.direction import higher_is_better
-from dgan.metrics.feature_extractors import extractors_for_metrics
-from dgan.metrics.registry import MetricOptions, compute_metric, lookup_metric
+from dgan.metrics.registry import (
+    MetricOptions,
+    compute_metric,
+    extractors_for_metrics,
+    lookup_metric,
+)
 
 NUM = 2000
 

@@ -17,7 +17,8 @@ from dgan.core.errors import ConfigError
 from dgan.evaluate import EvaluateOptions, check_metric_names, suggested_metrics
 from dgan.evaluate import run as evaluate_run
 from dgan.metrics import registry
-from dgan.metrics.feature_extractors import WeightsUnavailableError, check_weights_available
+from dgan.metrics.feature_extractors import WeightsUnavailableError
+from dgan.metrics.registry import check_weights_available
 
 from .conftest import CONF, REPO, compose_train
 

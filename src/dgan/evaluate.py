@@ -43,10 +43,11 @@ from dgan.files.atomic import atomic_path, atomic_write_bytes
 from dgan.inference.loading import load_generator_from, resolve_device
 from dgan.metrics.class_accuracy import check_class_accuracy
 from dgan.metrics.domain import MetricDomainError, check_metric_domain
-from dgan.metrics.feature_extractors import WeightsUnavailableError, check_weights_available
+from dgan.metrics.feature_extractors import WeightsUnavailableError
 from dgan.metrics.image_set import ImageSetGenerator
 from dgan.metrics.registry import (
     MetricOptions,
+    check_weights_available,
     compute_metric,
     lookup_metric,
     metric_name_forms,

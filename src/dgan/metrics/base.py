@@ -17,7 +17,30 @@ import torch
 from torch import nn
 
 MetricFn = Callable[["MetricOptions"], dict[str, float]]
-_REGISTRY: list[tuple[re.Pattern[str], MetricFn, str]] = []
+
+
+@dataclasses.dataclass(frozen=True)
+class Registration:
+    """One metric as registered: the names it serves, what it needs, which way it improves.
+
+    Args:
+        pattern: the metric names it serves (full match; the group ``num`` is the sample count).
+        fn: the metric function.
+        description: what it measures (error messages, ``--help``).
+        extractors: the pretrained feature extractors whose weights it needs.
+        results: (result-name pattern, higher is better) for every value it returns.
+        higher_is_better: which way the metric as a whole improves (its headline result).
+    """
+
+    pattern: re.Pattern[str]
+    fn: MetricFn
+    description: str
+    extractors: tuple[str, ...]
+    results: tuple[tuple[re.Pattern[str], bool], ...]
+    higher_is_better: bool
+
+
+_REGISTRY: list[Registration] = []
 
 
 @dataclasses.dataclass
@@ -53,11 +76,28 @@ class MetricOptions:
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def register_metric(pattern: str, description: str = "") -> Callable[[MetricFn], MetricFn]:
-    """Register ``fn`` for every metric name that fully matches the regular expression."""
+def register_metric(pattern: str, description: str = "", *, higher_is_better: bool,
+                    extractors: tuple[str, ...] = (),
+                    results: dict[str, bool] | None = None) -> Callable[[MetricFn], MetricFn]:
+    """Register ``fn`` for every metric name that fully matches the regular expression.
+
+    Args:
+        pattern: the metric names (``fid(?P<num>\\d+k)_full``).
+        description: what it measures (default: the function's docstring).
+        higher_is_better: which way its results improve (its torchmetrics class's attribute).
+        extractors: the pretrained extractors it needs (checked before a run starts).
+        results: result-name pattern -> higher is better, for results not named like the metric
+            (mode coverage's statistics); default: the metric's name, with any ``_suffix``.
+    """
+    declared = results if results is not None else {rf"(?:{pattern})(?:_\w+)?": higher_is_better}
 
     def wrap(fn: MetricFn) -> MetricFn:
-        _REGISTRY.append((re.compile(pattern), fn, description or (fn.__doc__ or "").strip()))
+        _REGISTRY.append(Registration(
+            pattern=re.compile(pattern), fn=fn,
+            description=description or (fn.__doc__ or "").strip(),
+            extractors=tuple(extractors),
+            results=tuple((re.compile(k), bool(v)) for k, v in declared.items()),
+            higher_is_better=bool(higher_is_better)))
         return fn
 
     return wrap

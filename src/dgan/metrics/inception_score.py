@@ -66,7 +66,8 @@ class InceptionScore(RowsMetric):
         return inception_score(self.fake_rows().cpu(), self.splits)
 
 
-@register_metric(r"is(?P<num>\d+k)")
+@register_metric(r"is(?P<num>\d+k)", higher_is_better=InceptionScore.higher_is_better,
+                 extractors=(INCEPTION,))
 def is_metric(opts: MetricOptions) -> dict[str, float]:
     """Inception Score of N generated images (10 splits, logits without output bias)."""
     metric = InceptionScore(pretrained_extractor(opts, INCEPTION), IS_LAYER,

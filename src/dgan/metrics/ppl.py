@@ -238,7 +238,9 @@ def compute_ppl(opts: MetricOptions, name: str, num: int) -> float:
 
 
 def _register(name: str) -> None:
-    @register_metric(rf"{name}(?P<num>\d+k?)?")
+    @register_metric(rf"{name}(?P<num>\d+k?)?",
+                     higher_is_better=PerceptualPathLength.higher_is_better,
+                     extractors=(VGG16_NVIDIA,))
     def ppl(opts: MetricOptions) -> dict[str, float]:
         num = opts.num_samples if opts.num_samples is not None else PPL_DEFAULT_SAMPLES
         key = name if opts.num_samples is None else f"{name}{count_tag(num)}"
