@@ -135,7 +135,7 @@ MODE_COVERAGE = [
 
 The paper's toy claim: on a 2-D mixture of 25 Gaussians, Diffusion-GAN covers every mode where
 a plain GAN drops some. Both runs below use the same networks, data, seed and length, built
-through dgan's own API (`dgan.config.compose.compose_config` + `dgan.config.builder.build_run`, the objects
+through dgan's own API (`dgan.config.compose.compose_config` + `dgan.assembly.builder.build_run`, the objects
 `python -m dgan.train experiment=gaussians25 [diffusion=none]` builds). The plain GAN is the
 same module with `diffusion=none`.
 
@@ -148,7 +148,7 @@ from pathlib import Path
 
 from IPython.display import Image, display
 
-from dgan.config.builder import build_run
+from dgan.assembly.builder import build_run
 from dgan.config.compose import compose_config
 from dgan.files.run_files import read_metrics
 

@@ -51,7 +51,7 @@ def compose_train(overrides: list[str], output_dir: Path | None = None) -> DictC
 def fit_in_process(overrides: list[str], run_dir: Path, probe: L.Callback | None = None):
     """Compose, build and fit a run in this process (resuming when the overrides say so);
     ``probe`` is appended to the trainer's callbacks. Returns the built run."""
-    from dgan.config.builder import build_run
+    from dgan.assembly.builder import build_run
 
     run = build_run(compose_train(overrides, run_dir))
     if probe is not None:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dgan.files.checkpoints import build_generator
+from dgan.inference.loading import build_generator
 
 STYLEGAN2 = {"_target_": "dgan.networks.stylegan2.generator.Generator", "z_dim": 8, "w_dim": 8,
              "img_resolution": 16, "img_channels": 3, "channel_base": 64, "channel_max": 16,
@@ -45,6 +45,6 @@ def write_generator_checkpoint(node: dict[str, Any], path: Path, seed: int = 1) 
 
 def loaded_generator(path: Path) -> nn.Module:
     """The G_ema of a checkpoint, as the commands load it."""
-    from dgan.files.checkpoints import load_generator
+    from dgan.inference.loading import load_generator
 
     return load_generator(path).G

@@ -25,15 +25,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from dgan.interop.testing import (
+from dgan.networks.projected import FastGANGenerator, ProjectedDiscriminator
+from dgan.networks.projected.discriminator import REFERENCE_RESOLUTION
+from dgan.networks.projected.projections import CSM_UPSAMPLE
+from tests.network_pickles import (
     DEFAULT_MODULE_SRC,
     EasyDict,
     PersistentRecord,
     _ReferencePickler,
 )
-from dgan.networks.projected import FastGANGenerator, ProjectedDiscriminator
-from dgan.networks.projected.discriminator import REFERENCE_RESOLUTION
-from dgan.networks.projected.projections import CSM_UPSAMPLE
 
 BLOCKS = "pg_modules.blocks"
 NETWORKS_FASTGAN = "pg_modules.networks_fastgan"

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dgan.config.builder import build_run, check_run_config
+from dgan.assembly.builder import build_run, check_run_config
 from dgan.config.cli_args import parse_key_values
 from dgan.config.compose import check_overrides
-from dgan.config.instantiation import ERROR_PREFIX, MAX_ERROR_LINE, ConfigError, one_line
 from dgan.config.rules import MAX_KIMG, MAX_TRUNCATION
+from dgan.core.errors import ConfigError
+from dgan.core.messages import ERROR_PREFIX, MAX_ERROR_LINE, one_line
 
 from .conftest import QUIET_TOY, compose_train, fit_in_process
 

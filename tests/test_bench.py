@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dgan.bench import step_kinds
+from dgan.benchmarks.training import step_kinds
 from dgan.networks.stylegan2 import Generator
 from dgan.networks.stylegan2.layers import modulated_conv2d
 from dgan.networks.stylegan2.resample import setup_filter

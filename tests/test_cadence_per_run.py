@@ -13,10 +13,10 @@ import pytest
 import torch
 
 import dgan  # noqa: F401  - registers the resolvers the configs use
+from dgan.assembly.builder import build_run
+from dgan.assembly.resolvers import DEFAULT_POINTS_PER_RUN
 from dgan.callbacks.cadence import kimg_tag
 from dgan.callbacks.samples import SamplesCallback
-from dgan.config.builder import build_run
-from dgan.config.resolvers import DEFAULT_POINTS_PER_RUN
 
 from .conftest import compose_train, fit_in_process
 

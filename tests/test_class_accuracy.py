@@ -13,8 +13,12 @@ from dgan.data.toy import ToyDataset
 from dgan.metrics import digits_features
 from dgan.metrics.class_accuracy import check_class_accuracy, classes_of
 from dgan.metrics.direction import higher_is_better
-from dgan.metrics.feature_extractors import extractors_for_metrics
-from dgan.metrics.registry import MetricOptions, compute_metric, lookup_metric
+from dgan.metrics.registry import (
+    MetricOptions,
+    compute_metric,
+    extractors_for_metrics,
+    lookup_metric,
+)
 
 NUM = 2000
 
@@ -115,7 +119,7 @@ def test_refused_for_a_dataset_that_is_not_the_digits(digits_cache) -> None:
 def _tiny_run(tmp_path: Path, experiment: str, cache: Path):
     from omegaconf import open_dict
 
-    from dgan.config.builder import build_run
+    from dgan.assembly.builder import build_run
     from dgan.config.debug import apply_debug
 
     from .conftest import compose_train
@@ -133,7 +137,7 @@ def _tiny_run(tmp_path: Path, experiment: str, cache: Path):
 
 
 def test_refused_before_training_for_an_unconditional_run(tmp_path, digits_cache) -> None:
-    from dgan.config.builder import ConfigError
+    from dgan.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"^metrics\.metrics: cacc_digits200 needs .*c_dim=0; "
                                           r"train one with experiment=digits_stylegan2_cond$"):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dgan.config.builder import ConfigError, build_run
+from dgan.assembly.builder import build_run
+from dgan.core.errors import ConfigError
 from dgan.networks.conditioning import (
     CONDITIONING_MODES,
     PROBE_TIMESTEPS,

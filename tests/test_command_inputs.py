@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from dgan.config.instantiation import ConfigError
-from dgan.files.checkpoints import read_checkpoint, read_pickle_checkpoint
+from dgan.core.errors import ConfigError
+from dgan.files.checkpoints import read_checkpoint
+from dgan.inference.loading import read_pickle_checkpoint
 
 from .conftest import QUIET_TOY, fit_in_process
 
@@ -77,7 +78,7 @@ def test_a_bad_checkpoint_file_says_what_it_is_and_runs_nothing(bad_files, tmp_p
 
 
 def test_train_resume_and_init_take_the_same_reader(bad_files, tmp_path) -> None:
-    from dgan.config.builder import build_run
+    from dgan.assembly.builder import build_run
 
     from .conftest import compose_train
 
@@ -166,8 +167,9 @@ def test_sweep_report_of_a_metric_nobody_logged_names_the_logged_ones(tmp_path, 
                                   ["--presets=nosuch"], ["--device=abc"]])
 def test_bench_counts_presets_and_device_are_checked_first(argv, capsys) -> None:
     from dgan import bench
+    from dgan.benchmarks.training import resolve_device
 
     with pytest.raises(SystemExit) as info:
-        bench.resolve_device(bench.parse_args([*argv, "--tiny"]).device)
+        resolve_device(bench.parse_args([*argv, "--tiny"]).device)
     assert info.value.code == 2
     _one_error_line(capsys)

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from dgan.config.builder import ConfigError, build_run
-from dgan.config.instantiation import describe, fits, one_line
+from dgan.assembly.builder import build_run
+from dgan.config.instantiation import describe, fits
+from dgan.core.errors import ConfigError
+from dgan.core.messages import one_line
 from dgan.files.writable import check_creatable_dir, check_writable_dir
 
 from .conftest import compose_train
@@ -164,7 +166,7 @@ def test_values_the_target_would_refuse_are_refused_before_building(tmp_path, ov
 
 
 def test_an_interpolated_value_names_the_key_the_user_sets(tmp_path) -> None:
-    from dgan.config.builder import check_run_config
+    from dgan.assembly.builder import check_run_config
 
     cfg = compose_train(["experiment=digits_projectedgan", "model.generator.c_dim=-1"],
                         tmp_path / "run")
@@ -175,7 +177,7 @@ def test_an_interpolated_value_names_the_key_the_user_sets(tmp_path) -> None:
 
 
 def test_augment_xflip_needs_no_plus(tmp_path) -> None:
-    from dgan.config.builder import check_run_config
+    from dgan.assembly.builder import check_run_config
 
     cfg = compose_train([*TINY, "augment=ada", "augment.xflip=0"], tmp_path / "run")
     check_run_config(cfg)

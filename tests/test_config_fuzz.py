@@ -18,8 +18,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from dgan.assembly.builder import check_run_config
 from dgan.config import rules
-from dgan.config.builder import ConfigError, check_run_config
+from dgan.core.errors import ConfigError
 
 from .conftest import CONF, compose_train
 

@@ -10,8 +10,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from dgan.assembly.builder import build_run
 from dgan.callbacks.progress import KimgProgress, format_time
-from dgan.config.builder import build_run
 from dgan.config.warnings import quiet_known_warnings
 from dgan.files.console_log import ConsoleLog
 

@@ -1,6 +1,6 @@
 """Network pickles in: ``dgan.convert``, ``generate pkl=``, ``evaluate pkl=`` and
 ``train init=``, on pickles in the torch_utils.persistence format written by the tests
-(:mod:`dgan.interop.testing`) from a small conditional Diffusion-StyleGAN2 of digits."""
+(tests/network_pickles.py) from a small conditional Diffusion-StyleGAN2 of digits."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from dgan import convert, evaluate, generate
-from dgan.config.builder import ConfigError, build_run
-from dgan.files.checkpoints import load_generator
-from dgan.interop.testing import dump_network_pickle
+from dgan.assembly.builder import build_run
+from dgan.core.errors import ConfigError
+from dgan.inference.loading import load_generator
+from tests.network_pickles import dump_network_pickle
 
 from .conftest import compose_train
 from .shell_payload import ShellPayload

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-import dgan.data.prepare as prepare_module
+import dgan.data.prepare.writer as prepare_writer
 from dgan.data.digits import DigitsDataset
 from dgan.data.images import CorruptImageError, DatasetError, ImageDataset, ImageFileError
 from dgan.data.prepare import PrepareError, main, prepare, to_square
@@ -586,13 +586,13 @@ def test_prepare_refuses_a_damaged_source_and_keeps_the_old_archive(tmp_path, ca
 
 def test_prepare_checks_the_archive_it_wrote(tmp_path, monkeypatch):
     _folder(tmp_path / "src", count=3)
-    real = prepare_module._encode_png
+    real = prepare_writer._encode_png
 
     def encode_mirrored(array: np.ndarray) -> bytes:
         # Stands in for a writer or disk that corrupts what it stores.
         return real(np.ascontiguousarray(array[:, ::-1]))
 
-    monkeypatch.setattr(prepare_module, "_encode_png", encode_mirrored)
+    monkeypatch.setattr(prepare_writer, "_encode_png", encode_mirrored)
     dest = tmp_path / "out" / "ds.zip"
     with pytest.raises(PrepareError) as excinfo:
         prepare(tmp_path / "src", dest)

@@ -16,9 +16,10 @@ import lightning as L
 import pytest
 import torch
 
+from dgan.assembly.builder import build_run
 from dgan.callbacks.preemption import Preempted
 from dgan.config.batch_layout import batch_layout
-from dgan.config.builder import ConfigError, build_run
+from dgan.core.errors import ConfigError
 from dgan.diffusion.adaptive import SYNC_CHECK_ENV, AdaptiveDiffusion
 
 from .conftest import QUIET_TOY, REPO, compose_train, fit_in_process

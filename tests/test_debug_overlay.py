@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dgan.config.builder import build_run
+from dgan.assembly.builder import build_run
 from dgan.config.debug import apply_debug
 
 from .conftest import CONF, compose_train

@@ -183,7 +183,7 @@ def _train_overrides(args: list[str]) -> list[str]:
 
 
 def _run_train(args: list[str], cwd: Path, monkeypatch, capsys) -> None:
-    from dgan.config.builder import build_run
+    from dgan.assembly.builder import build_run
     from dgan.config.debug import apply_debug
     from dgan.config.help_page import help_page
     from dgan.train import hydra_argv, train

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from dgan.config.builder import build_run
+from dgan.assembly.builder import build_run
 from dgan.evaluate import EvaluateOptions, run
-from dgan.files.checkpoints import load_generator
 from dgan.files.pictures import to_uint8
 from dgan.files.run_files import read_metrics
+from dgan.inference.loading import load_generator
 from dgan.metrics.feature_stats import generate_uint8, sample_latents
 from dgan.metrics.registry import MetricOptions
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dgan.config.instantiation import ConfigError
+from dgan.core.errors import ConfigError
 from dgan.evaluate import DEFAULT_BATCH_SIZE, EvaluateOptions, run
 from dgan.files.run_files import read_metrics
 

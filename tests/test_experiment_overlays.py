@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from omegaconf import open_dict
 
-from dgan.config.builder import build_run
-from dgan.config.instantiation import ConfigError
+from dgan.assembly.builder import build_run
+from dgan.core.errors import ConfigError
 
 
 def test_keys_of_a_group_set_to_none_are_refused_in_one_line(compose_cfg) -> None:

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from dgan import convert, generate
-from dgan.config.builder import build_run
-from dgan.files.checkpoints import load_generator
+from dgan.assembly.builder import build_run
+from dgan.inference.loading import load_generator
 from dgan.interop.export import IMAGE_DATASET_TARGET, REFERENCE_MODULE, REFERENCE_MODULE_SRC
 from dgan.interop.persistence import load_network_pickle, named_modules, state_dict
 from dgan.networks.stylegan2 import Discriminator

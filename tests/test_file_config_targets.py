@@ -26,15 +26,15 @@ import yaml
 from PIL import Image
 
 from dgan import convert, evaluate, generate, project, style_mixing, video
-from dgan.config.instantiation import ConfigError
 from dgan.config.stored_config import (
     BUILT_FACTORIES,
     BUILT_MODULES,
     check_stored_config,
     is_built_target,
 )
-from dgan.files.checkpoints import build_generator, load_generator
-from dgan.interop.testing import dump_network_pickle
+from dgan.core.errors import ConfigError
+from dgan.inference.loading import build_generator, load_generator
+from tests.network_pickles import dump_network_pickle
 
 from .conftest import CONF, QUIET_TOY, compose_train, fit_in_process
 from .generator_files import STYLEGAN2, write_generator_checkpoint

@@ -20,11 +20,12 @@ import torch
 from PIL import Image
 
 from dgan import evaluate, generate
-from dgan.config.builder import ConfigError, build_run, plain_config
+from dgan.assembly.builder import build_run, plain_config
 from dgan.config.cli_args import parse_key_values
-from dgan.config.instantiation import one_line
-from dgan.files.checkpoints import build_generator, load_generator
+from dgan.core.errors import ConfigError
+from dgan.core.messages import one_line
 from dgan.files.run_files import read_metrics
+from dgan.inference.loading import build_generator, load_generator
 
 from .conftest import REPO, compose_train
 

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from dgan.config.help_page import config_groups, experiments, help_page
-from dgan.config.instantiation import ConfigError
+from dgan.core.errors import ConfigError
 from dgan.evaluate import EvaluateOptions, check_metric_names, suggested_metrics
 from dgan.evaluate import run as evaluate_run
 from dgan.metrics import registry
-from dgan.metrics.feature_extractors import WeightsUnavailableError, check_weights_available
+from dgan.metrics.feature_extractors import WeightsUnavailableError
+from dgan.metrics.registry import check_weights_available
 
 from .conftest import CONF, REPO, compose_train
 
@@ -79,7 +80,7 @@ def test_evaluate_suggests_the_metric_of_the_runs_dataset() -> None:
 
 
 def test_evaluate_of_a_run_without_metrics_suggests_digits_metrics(tmp_path: Path) -> None:
-    from dgan.config.builder import build_run
+    from dgan.assembly.builder import build_run
     from dgan.config.debug import apply_debug
 
     cfg = compose_train(["experiment=digits_stylegan2", "debug=default", "kimg=0.008"],

@@ -37,9 +37,8 @@ from dgan.metrics.feature_extractors import (
     VGG16,
     VGG16_NVIDIA,
     WeightsUnavailableError,
-    check_weights_available,
 )
-from dgan.metrics.registry import MetricOptions
+from dgan.metrics.registry import MetricOptions, check_weights_available, extractors_for_metrics
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 VGG16_FILE = "vgg16-397923af.pth"
@@ -235,7 +234,7 @@ def test_expected_weight_file_names() -> None:
     assert EXTRACTORS[VGG16].file_name == VGG16_FILE
     assert EXTRACTORS[INCEPTION].url.endswith("/" + INCEPTION_FILE)
     assert EXTRACTORS[VGG16].url == "https://download.pytorch.org/models/" + VGG16_FILE
-    needs = feature_extractors.extractors_for_metrics
+    needs = extractors_for_metrics
     assert needs(["fid50k_full", "kid50k_full", "is50k"]) == [INCEPTION]
     assert needs(["pr50k3_full"]) == [VGG16_NVIDIA]
     assert needs(["pr50k3_torchvision_full"]) == [VGG16]
@@ -553,7 +552,7 @@ def test_world_size_without_process_group_is_an_error(digits_cache: Path) -> Non
 def test_registered_names() -> None:
     from dgan.metrics import registry
 
-    patterns = {p.pattern for p, _, _ in registry._REGISTRY}
+    patterns = {r.pattern.pattern for r in registry._REGISTRY}
     for expected in [
         r"fid(?P<num>\d+k)_full",
         r"kid(?P<num>\d+k)_full",

@@ -13,7 +13,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from dgan.config.data_sizing import size_from_data
-from dgan.config.instantiation import ConfigError
+from dgan.core.errors import ConfigError
 from dgan.metrics.pixel_features import PIXEL_SIDE, pixel_extractor
 
 from .conftest import compose_train

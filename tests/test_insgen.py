@@ -11,8 +11,9 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from dgan.assembly.builder import build_run
 from dgan.callbacks.preemption import Preempted
-from dgan.config.builder import ConfigError, build_run
+from dgan.core.errors import ConfigError
 from dgan.networks.insgen import FAKE_HEAD, REAL_HEAD, InstanceDiscriminator
 from dgan.networks.stylegan2 import Discriminator
 from dgan.training.losses import InsGenLoss

@@ -31,8 +31,8 @@ from dgan.interop import (
     map_name,
     state_dict,
 )
-from dgan.interop.testing import PersistentRecord, dump_network_pickle, dumps_network_pickle
 from dgan.networks.stylegan2 import Discriminator, Generator, preset
+from tests.network_pickles import PersistentRecord, dump_network_pickle, dumps_network_pickle
 
 # Parameter counts of the reference networks (t-conditioned D), design.md section 2.
 REFERENCE_PARAMS = {"cifar": (19_947_539, 23_085_056), "stl10": (25_456_664, 28_853_248)}

@@ -14,17 +14,18 @@ import torch
 from omegaconf import OmegaConf
 
 from dgan import convert
-from dgan.config.builder import ConfigError, build_run
-from dgan.files.checkpoints import load_generator, read_pickle_checkpoint
+from dgan.assembly.builder import build_run
+from dgan.core.errors import ConfigError
+from dgan.inference.loading import load_generator, read_pickle_checkpoint
 from dgan.interop.insgen import (
     has_contrastive_heads,
     instance_discriminator_from_pickle,
     loss_state_from_pickle,
 )
 from dgan.interop.persistence import load_network_pickle
-from dgan.interop.testing import EasyDict, PersistentRecord, dump_network_pickle
 from dgan.networks.insgen import FAKE_HEAD, HEADS, REAL_HEAD
 from dgan.networks.stylegan2 import Discriminator
+from tests.network_pickles import EasyDict, PersistentRecord, dump_network_pickle
 
 from .conftest import compose_train
 from .shell_payload import ShellPayload

@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 
 from dgan import convert, evaluate, generate
-from dgan.config.builder import build_run
-from dgan.files.checkpoints import load_discriminator, load_generator
+from dgan.assembly.builder import build_run
+from dgan.inference.loading import load_discriminator, load_generator
 from dgan.interop import (
     MappingError,
     UnsafePickleError,

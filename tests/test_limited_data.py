@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from dgan.config.builder import build_run
-from dgan.config.instantiation import ConfigError
+from dgan.assembly.builder import build_run
+from dgan.core.errors import ConfigError
 from dgan.data.digits import DigitsDataset
 from dgan.evaluate import EvaluateOptions, dataset_config
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 import yaml
 
+from dgan.assembly.builder import build_run
 from dgan.callbacks.diffusion_diagnostics import COLUMNS, DiffusionDiagnostics, t_buckets
 from dgan.callbacks.throughput import peak_memory_gib
-from dgan.config.builder import build_run
 from dgan.data.toy import ToyDataset
 from dgan.diffusion import Diffusion
 from dgan.tracking.run_info import git_revision

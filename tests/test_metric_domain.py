@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dgan.config.builder import build_run
-from dgan.config.instantiation import MAX_ERROR_LINE, ConfigError
+from dgan.assembly.builder import build_run
+from dgan.core.errors import ConfigError
+from dgan.core.messages import MAX_ERROR_LINE
 from dgan.data.digits import DigitsDataset
 from dgan.evaluate import EvaluateOptions
 from dgan.evaluate import run as evaluate

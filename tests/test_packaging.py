@@ -13,7 +13,7 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
-from dgan.config.builder import build_run
+from dgan.assembly.builder import build_run
 from dgan.tracking.wandb_offline import find_wandb_file, read_chunks
 
 from .conftest import CONF, REPO, compose_train

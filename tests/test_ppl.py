@@ -19,9 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from dgan.metrics import ppl
-from dgan.metrics.feature_extractors import check_weights_available, extractors_for_metrics
 from dgan.metrics.feature_stats import batch_noise_seed, seeded_global_rng
-from dgan.metrics.registry import MetricOptions, compute_metric
+from dgan.metrics.registry import (
+    MetricOptions,
+    check_weights_available,
+    compute_metric,
+    extractors_for_metrics,
+)
 from dgan.networks.stylegan2.generator import Generator
 
 from .test_image_metrics import NVIDIA_VGG16_FILE, LookupGenerator, smooth_images
@@ -171,7 +175,7 @@ def test_ppl_without_mapping_network_is_one_clear_error(weights_dir: Path,
 
 def test_evaluate_prints_a_finite_ppl(weights_dir: Path, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    from dgan.config.builder import build_run
+    from dgan.assembly.builder import build_run
     from dgan.evaluate import main
 
     from .conftest import compose_train

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dgan.bench import Options, compose_config, preset_overrides
+from dgan.benchmarks.training import Options, compose_config, preset_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,9 +18,10 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image
 
+from dgan.assembly.builder import build_run
 from dgan.augment import DiffAugment
 from dgan.callbacks.preemption import Preempted
-from dgan.config.builder import ConfigError, build_run
+from dgan.core.errors import ConfigError
 from dgan.data.prepare import prepare
 from dgan.diffusion import Diffusion
 from dgan.diffusion.adaptive import adjust_p

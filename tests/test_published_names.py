@@ -15,9 +15,9 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from dgan import convert, generate
-from dgan.config.builder import build_run
+from dgan.assembly.builder import build_run
 from dgan.interop.hub import HUB_REPO, PUBLISHED_NETWORKS, hub_filename
-from dgan.interop.testing import dump_network_pickle
+from tests.network_pickles import dump_network_pickle
 
 from .conftest import compose_train
 from .test_convert import TINY_COND

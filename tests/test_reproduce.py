@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from dgan.config.builder import build_run
+from dgan.assembly.builder import build_run
 
 from .conftest import REPO, compose_train
 

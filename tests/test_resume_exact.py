@@ -20,10 +20,10 @@ import lightning as L
 import pytest
 import torch
 
+from dgan.assembly.builder import build_run
 from dgan.callbacks.checkpoint import HISTORY_KEY, LAST
 from dgan.callbacks.metrics import MetricsCallback
 from dgan.callbacks.preemption import Preempted
-from dgan.config.builder import build_run
 from dgan.files.run_files import TRAIN_SECONDS
 from dgan.tracking.run_history import record_counts, trim_to_counts
 

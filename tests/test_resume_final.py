@@ -11,8 +11,9 @@ from pathlib import Path
 import lightning as L
 import pytest
 
+from dgan.assembly.builder import build_run
 from dgan.callbacks.metrics import SUMMARY_FILE, MetricsCallback
-from dgan.config.builder import ConfigError, build_run
+from dgan.core.errors import ConfigError
 from dgan.files.run_files import METRICS_FILE, TRAIN_SECONDS
 
 from .conftest import QUIET_TOY, compose_train, fit_in_process

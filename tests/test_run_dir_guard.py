@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dgan.config.instantiation import ConfigError
+from dgan.core.errors import ConfigError
 from dgan.data.prepare import PrepareError, prepare
 from dgan.data.prepare import main as prepare_main
 from dgan.files.run_dir import check_before_hydra, claim_run_dir

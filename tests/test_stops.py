@@ -18,8 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
+from dgan.assembly.builder import build_run
 from dgan.callbacks.preemption import Preempted, SignalGuard, mark_training_done
-from dgan.config.builder import build_run
 
 from .conftest import QUIET_TOY, REPO, compose_train, fit_in_process
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from dgan import style_mixing
 from dgan.files.pictures import to_uint8
-from dgan.generate import seed_latent
+from dgan.inference.sampling import seed_latent
 from dgan.style_mixing import style_mixing_grid
 
 from .generator_files import (

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-from dgan.config.builder import ConfigError
 from dgan.config.launch import check_launch, check_slurm_world_size
+from dgan.core.errors import ConfigError
 from dgan.files.run_files import read_metrics
 from dgan.sweep_report import main as report_main
 
@@ -109,16 +109,16 @@ def test_report_of_a_grid_with_a_lower_is_better_metric(tmp_path: Path, capsys) 
     sweep = tmp_path / "sweep"
     combos = list(itertools.product([0.05, 0.5], [500, 1000]))
     for num, (sigma, t_max) in enumerate(combos):
-        evals = [{"kimg": 1.0, "fid": 40.0 + num, "kid": 0.1},
-                 {"kimg": 2.0, "fid": 30.0 - num, "kid": 0.05},
-                 {"kimg": 3.0, "fid": 35.0, "kid": 0.04}]
+        evals = [{"kimg": 1.0, "fid50k_full": 40.0 + num, "kid50k_full": 0.1},
+                 {"kimg": 2.0, "fid50k_full": 30.0 - num, "kid50k_full": 0.05},
+                 {"kimg": 3.0, "fid50k_full": 35.0, "kid50k_full": 0.04}]
         _fake_job(sweep, num, ["experiment=cifar10_stylegan2", f"diffusion.noise_std={sigma}",
                                f"diffusion.t_max={t_max}"], evals)
     _fake_job(sweep, 10, ["experiment=cifar10_stylegan2", "diffusion.noise_std=0.1",
                           "diffusion.t_max=500"], [])  # failed before its first evaluation
     out_csv, out_png = tmp_path / "out" / "t.csv", tmp_path / "out" / "p.png"
     assert report_main([str(sweep), "--csv", str(out_csv), "--png", str(out_png)]) == 0
-    assert "no fid yet for job(s) 10" in capsys.readouterr().err
+    assert "no fid50k_full yet for job(s) 10" in capsys.readouterr().err
     rows = list(csv.DictReader(out_csv.open()))
     # Natural job order (10 after 3); experiment is the same everywhere, so not a swept key.
     assert [r["job"] for r in rows] == ["0", "1", "2", "3", "10"]
@@ -126,18 +126,18 @@ def test_report_of_a_grid_with_a_lower_is_better_metric(tmp_path: Path, capsys) 
                              "final_kimg", "best", "best_kimg", "evaluations"]
     for num, row in enumerate(rows[:4]):
         assert (float(row["diffusion.noise_std"]), int(row["diffusion.t_max"])) == combos[num]
-        assert row["metric"] == "fid" and float(row["final"]) == 35.0
+        assert row["metric"] == "fid50k_full" and float(row["final"]) == 35.0
         assert float(row["best"]) == 30.0 - num and float(row["best_kimg"]) == 2.0  # lowest
     assert rows[4]["final"] == "" and rows[4]["evaluations"] == "0"
     assert out_png.read_bytes().startswith(b"\x89PNG")
 
     # Another metric, direction and key chosen by flag.
-    assert report_main([str(sweep), "--metric", "kid", "--direction", "higher",
+    assert report_main([str(sweep), "--metric", "kid50k_full", "--direction", "higher",
                         "--keys", "diffusion.t_max", "--csv", str(out_csv),
                         "--png", str(out_png)]) == 0
     rows = list(csv.DictReader(out_csv.open()))
     assert list(rows[0])[:2] == ["job", "diffusion.t_max"]
-    assert rows[0]["metric"] == "kid" and float(rows[0]["best"]) == 0.1
+    assert rows[0]["metric"] == "kid50k_full" and float(rows[0]["best"]) == 0.1
 
 
 def test_group_by_reports_mean_std_and_n_over_seeds(tmp_path: Path, capsys) -> None:

@@ -12,7 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dgan.config.builder import ConfigError, build_run
+from dgan.assembly.builder import build_run
+from dgan.core.errors import ConfigError
 
 from .conftest import CONF
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dgan.config.builder import ConfigError, build_run
+from dgan.assembly.builder import build_run
+from dgan.core.errors import ConfigError
 from dgan.files.run_files import read_metrics
 
 from .conftest import CONF, REPO

@@ -12,7 +12,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from dgan.config.builder import build_run
+from dgan.assembly.builder import build_run
 from dgan.diffusion import Diffusion
 from dgan.networks.mlp import MLPDiscriminator, MLPGenerator
 from dgan.networks.stylegan2.presets import preset

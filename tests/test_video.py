@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from dgan import video
-from dgan.generate import generate, seed_latent
+from dgan.generate import generate
+from dgan.inference.sampling import seed_latent
 from dgan.video import num_frames, slerp, video_frames
 
 from .generator_files import (

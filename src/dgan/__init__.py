@@ -1,6 +1,6 @@
 """dgan: Diffusion-GAN experiments on PyTorch Lightning and Hydra."""
 
-from dgan.config.resolvers import register as _register_resolvers
+from dgan.assembly.resolvers import register as _register_resolvers
 
 _register_resolvers()
 

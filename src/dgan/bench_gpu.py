@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
     import logging
 
-    from dgan import bench
+    from dgan.benchmarks import training as bench
     from dgan.data import loader_throughput as bench_data
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)

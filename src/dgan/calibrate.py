@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dgan.config.cli_args import key_value_main
-from dgan.config.instantiation import ConfigError
+from dgan.core.errors import ConfigError
 from dgan.data.digits import DigitsDataset
 from dgan.data.images import DatasetError
 from dgan.files.atomic import atomic_write_bytes

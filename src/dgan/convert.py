@@ -24,7 +24,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from dgan.config.instantiation import ConfigError
+from dgan.core.errors import ConfigError
 
 USAGE = "usage: python -m dgan.convert SRC.pkl DEST.ckpt | --to-pkl CKPT DEST.pkl"
 TO_PKL = "--to-pkl"
@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return
         if len(args) != 2:
             raise ConfigError(f"expected a source pickle and a destination; {USAGE}")
-        from dgan.files.checkpoints import read_pickle_checkpoint
+        from dgan.inference.loading import read_pickle_checkpoint
         from dgan.interop.convert import describe, save_checkpoint
 
         checkpoint = read_pickle_checkpoint(args[0], "SRC")

@@ -28,22 +28,26 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from omegaconf import OmegaConf
 from torch import nn
 
 from dgan.config.cli_args import parse_key_values, run_command, usage
-from dgan.config.instantiation import ConfigError, build, listed
+from dgan.config.instantiation import build
+from dgan.config.rules import MAX_SEED, OPTIONAL_TEXT, SIZE, TRUNCATION, Int, Rule
+from dgan.core.errors import ConfigError
+from dgan.core.messages import listed
 from dgan.files.atomic import atomic_path, atomic_write_bytes
-from dgan.files.checkpoints import load_generator_from, resolve_device
+from dgan.inference.loading import load_generator_from, resolve_device
 from dgan.metrics.class_accuracy import check_class_accuracy
 from dgan.metrics.domain import MetricDomainError, check_metric_domain
-from dgan.metrics.feature_extractors import WeightsUnavailableError, check_weights_available
+from dgan.metrics.feature_extractors import WeightsUnavailableError
 from dgan.metrics.image_set import ImageSetGenerator
 from dgan.metrics.registry import (
     MetricOptions,
+    check_weights_available,
     compute_metric,
     lookup_metric,
     metric_name_forms,
@@ -84,6 +88,15 @@ class EvaluateOptions:
         weights_dir: pre-downloaded Inception/VGG16 weights; null: the run's or $DGAN_WEIGHTS_DIR.
         num_workers: data-loading workers for the real images.
     """
+
+    # What each value may be, beyond its type (checked as the arguments are read).
+    RULES: ClassVar[dict[str, Rule]] = {
+        "trunc": TRUNCATION,
+        "batch_size": SIZE,
+        "seed": Int(0, MAX_SEED, null=True),
+        "num_workers": Int(0, 256),
+        "outdir": OPTIONAL_TEXT,
+    }
 
     ckpt: str | None = None
     pkl: str | None = None

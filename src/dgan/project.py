@@ -31,6 +31,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -39,13 +40,24 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 
 from dgan.config.cli_args import key_value_main
-from dgan.config.instantiation import ConfigError
+from dgan.config.rules import (
+    CLASS_INDEX,
+    MAX_COUNT,
+    OPTIONAL_TEXT,
+    SEED,
+    SIZE,
+    Choice,
+    Int,
+    Num,
+    Rule,
+)
+from dgan.core.errors import ConfigError
 from dgan.files.atomic import atomic_write
-from dgan.files.checkpoints import check_generator_source, load_generator_from, resolve_device
 from dgan.files.pictures import save_png, to_uint8
 from dgan.files.video_frames import check_mp4, write_mp4
 from dgan.files.writable import check_creatable_dir, check_writable_dir
-from dgan.generate import class_label, seeded_rng
+from dgan.inference.loading import check_generator_source, load_generator_from, resolve_device
+from dgan.inference.sampling import class_label, seeded_rng
 from dgan.metrics.feature_extractors import (
     VGG16_NVIDIA,
     WeightsUnavailableError,
@@ -107,6 +119,13 @@ class ProjectOptions:
         weights_dir: directory holding vgg16.pt; null: $DGAN_WEIGHTS_DIR, then torch's hub cache.
         device: cpu, cuda or cuda:N; null: CUDA when available, else CPU.
     """
+
+    # What each value may be, beyond its type (checked as the arguments are read).
+    RULES: ClassVar[dict[str, Rule]] = {
+        "steps": SIZE, "seed": SEED, "noise_mode": Choice(PROJECT_NOISE_MODES),
+        "fps": Num(0, low_open=True), "lr": Num(0, low_open=True), "noise_weight": Num(0),
+        "w_avg_samples": Int(2, MAX_COUNT), "class_idx": CLASS_INDEX, "target": OPTIONAL_TEXT,
+        "outdir": OPTIONAL_TEXT}
 
     ckpt: str | None = None
     pkl: str | None = None

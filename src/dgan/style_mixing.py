@@ -20,18 +20,19 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from dgan.config.cli_args import key_value_main
-from dgan.config.instantiation import ConfigError
-from dgan.files.checkpoints import check_generator_source, load_generator_from, resolve_device
-from dgan.files.pictures import save_image_grid, save_png, to_uint8
+from dgan.config.rules import CLASS_INDEX, OPTIONAL_TEXT, TRUNCATION, Choice, Rule
+from dgan.core.errors import ConfigError
+from dgan.files.pictures import GRID_FILE, save_image_grid, save_png, to_uint8
 from dgan.files.writable import check_creatable_dir, check_writable_dir
-from dgan.generate import (
-    GRID_FILE,
+from dgan.inference.loading import check_generator_source, load_generator_from, resolve_device
+from dgan.inference.sampling import (
+    NOISE_MODES,
     class_label,
     generator_kwargs,
     parse_seeds,
@@ -67,6 +68,14 @@ class StyleMixingOptions:
         images: also write every image as ROW-COL.png.
         device: cpu, cuda or cuda:N; null: CUDA when available, else CPU.
     """
+
+    # What each value may be, beyond its type (checked as the arguments are read).
+    RULES: ClassVar[dict[str, Rule]] = {
+        "trunc": TRUNCATION,
+        "class_idx": CLASS_INDEX,
+        "noise_mode": Choice(NOISE_MODES),
+        "outdir": OPTIONAL_TEXT,
+    }
 
     ckpt: str | None = None
     pkl: str | None = None

@@ -46,7 +46,7 @@ from typing import Any
 import yaml
 
 from dgan.config.cli_args import dashed
-from dgan.config.instantiation import listed
+from dgan.core.messages import listed
 from dgan.files.run_files import (
     DIAGNOSTICS_DIR,
     DYNAMICS_TABLE,
@@ -55,7 +55,7 @@ from dgan.files.run_files import (
     WHEN_KEYS,
     read_metrics,
 )
-from dgan.metrics.direction import higher_is_better
+from dgan.metrics.direction import UnknownDirection, higher_is_better
 from dgan.tracking import overfit_criteria
 
 CSV_NAME = "sweep_report.csv"
@@ -244,7 +244,8 @@ def summarise(job: Job, metric: str, direction: str = "auto") -> dict[str, Any]:
     Args:
         job: the job.
         metric: the metric's name in metrics.jsonl.
-        direction: auto | higher | lower (auto: the job's config, else the metric's name).
+        direction: auto | higher | lower (auto: the job's config, else the registered metric's;
+            best is left blank when neither says).
     """
     values = [(float(r["kimg"]), float(r[metric])) for r in job.records if metric in r]
     row: dict[str, Any] = {"metric": metric, "final": "", "final_kimg": "", "best": "",
@@ -253,7 +254,10 @@ def summarise(job: Job, metric: str, direction: str = "auto") -> dict[str, Any]:
         return row
     row["final_kimg"], row["final"] = values[-1]
     override = {"higher": True, "lower": False}.get(direction, job.higher_is_better)
-    higher = higher_is_better(metric, override)
+    try:
+        higher = higher_is_better(metric, override)
+    except UnknownDirection:
+        return row  # no registered metric says which value is best: --direction does
     finite = [v for v in values if math.isfinite(v[1])]
     if finite:
         best = (max if higher else min)(finite, key=lambda v: v[1])
@@ -652,7 +656,11 @@ def report_overfit(sweep_dir: Path, group_keys: Sequence[str], metric: str | Non
         if metric is None:
             raise ReportError(f"{sweep_dir}: no job has metrics.jsonl records yet")
     check_metric_names([metric], jobs, sweep_dir, "--metric")
-    if higher_is_better(metric, None):
+    try:
+        rises = higher_is_better(metric, None)
+    except UnknownDirection as err:
+        raise ReportError(str(err)) from None
+    if rises:
         raise ReportError(f"--overfit reads a metric that falls as G improves (an FID); "
                           f"{metric} rises")
     rows = overfit_table(sweep_dir, jobs, group_keys, metric)
@@ -728,7 +736,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="comma-separated swept keys (default: the overrides that differ)")
     parser.add_argument("--direction", choices=("auto", "higher", "lower"), default="auto",
                         help="which way the metric improves, for 'best' (auto: job config, "
-                             "else the metric's name)")
+                             "else the registered metric's)")
     parser.add_argument("--csv", type=Path, default=None,
                         help=f"output table (default: DIR/{CSV_NAME})")
     parser.add_argument("--png", type=Path, default=None,
@@ -757,7 +765,7 @@ def _split(text: str | None) -> list[str] | None:
 def check_output_file(option: str, path: Path | None) -> None:
     """``--csv``/``--png`` can be written, before any job is read (a file in a directory that
     cannot exist would otherwise stop the report at its end)."""
-    from dgan.config.instantiation import ConfigError
+    from dgan.core.errors import ConfigError
     from dgan.files.writable import check_creatable_dir
 
     if path is None:

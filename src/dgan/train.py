@@ -14,6 +14,7 @@ import hydra
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
+from dgan.assembly.builder import Run, build_run
 from dgan.callbacks.preemption import (
     DEFAULT_SIGNALS,
     Preempted,
@@ -23,7 +24,6 @@ from dgan.callbacks.preemption import (
     mark_training_done,
 )
 from dgan.callbacks.progress import kimg_text
-from dgan.config.builder import ConfigError, Run, build_run
 from dgan.config.compose import check_overrides
 from dgan.config.data_sizing import size_from_data
 from dgan.config.debug import apply_debug
@@ -32,6 +32,7 @@ from dgan.config.instantiation import check_interpolations
 from dgan.config.launch import check_launch
 from dgan.config.paths import CONFIG_DIR
 from dgan.config.warnings import quiet_known_warnings
+from dgan.core.errors import ConfigError
 from dgan.data.images import ImageFileError
 from dgan.files.console_log import LOG_FILE, ConsoleLog
 from dgan.files.run_dir import check_before_hydra, claim_run_dir

@@ -21,18 +21,34 @@ import dataclasses
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from dgan.config.cli_args import key_value_main
-from dgan.config.instantiation import ConfigError
-from dgan.files.checkpoints import check_generator_source, load_generator_from, resolve_device
+from dgan.config.rules import CLASS_INDEX, OPTIONAL_TEXT, SIZE, TRUNCATION, Choice, Num, Rule
+from dgan.core.errors import ConfigError
 from dgan.files.pictures import to_uint8
-from dgan.files.video_frames import MP4, PNG, check_mp4, mp4_problem, write_mp4, write_png_frames
+from dgan.files.video_frames import (
+    MP4,
+    PNG,
+    VIDEO_FORMATS,
+    check_mp4,
+    mp4_problem,
+    write_mp4,
+    write_png_frames,
+)
 from dgan.files.writable import check_creatable_dir, check_writable_dir
-from dgan.generate import class_label, generator_kwargs, parse_seeds, seed_latent, seeded_rng
+from dgan.inference.loading import check_generator_source, load_generator_from, resolve_device
+from dgan.inference.sampling import (
+    NOISE_MODES,
+    class_label,
+    generator_kwargs,
+    parse_seeds,
+    seed_latent,
+    seeded_rng,
+)
 
 SPACES = ("z", "w")
 SLERP = "slerp"
@@ -64,6 +80,13 @@ class VideoOptions:
         fps: frames per second of the MP4.
         device: cpu, cuda or cuda:N; null: CUDA when available, else CPU.
     """
+
+    # What each value may be, beyond its type (checked as the arguments are read).
+    RULES: ClassVar[dict[str, Rule]] = {
+        "space": Choice(SPACES), "interp": Choice(INTERPOLATIONS, null=True), "frames": SIZE,
+        "trunc": TRUNCATION, "class_idx": CLASS_INDEX, "noise_mode": Choice(NOISE_MODES),
+        "format": Choice(VIDEO_FORMATS, null=True), "fps": Num(0, low_open=True),
+        "outdir": OPTIONAL_TEXT}
 
     ckpt: str | None = None
     pkl: str | None = None

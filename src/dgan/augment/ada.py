@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dgan.training.seeded_module import SeededModule
+from dgan.core.seeded_module import SeededModule
 
 BLIT_OPS = ("xflip", "rotate90", "xint")
 GEOMETRIC_OPS = ("scale", "rotate", "aniso", "xfrac")

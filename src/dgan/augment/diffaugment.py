@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from dgan.training.seeded_module import SeededModule
+from dgan.core.seeded_module import SeededModule
 
 POLICIES = ("color", "translation", "cutout")
 DEFAULT_POLICY = POLICIES

@@ -15,8 +15,12 @@ from dgan.callbacks.cadence import EveryKimg
 from dgan.files.atomic import atomic_write_bytes
 from dgan.files.run_files import append_metrics
 from dgan.metrics.direction import higher_is_better
-from dgan.metrics.feature_extractors import check_weights_available
-from dgan.metrics.registry import MetricOptions, compute_metric, lookup_metric
+from dgan.metrics.registry import (
+    MetricOptions,
+    check_weights_available,
+    compute_metric,
+    lookup_metric,
+)
 from dgan.tracking.records import declare_headline, log_checkpoint, log_scalars
 
 SUMMARY_FILE = "metrics_summary.json"

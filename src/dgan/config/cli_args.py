@@ -24,7 +24,8 @@ from typing import Any, NoReturn, TypeVar
 
 import yaml
 
-from dgan.config.instantiation import ConfigError, closest_text, listed
+from dgan.core.errors import ConfigError
+from dgan.core.messages import closest_text, listed
 
 T = TypeVar("T")
 # --help: each option's description under it, indented and wrapped.
@@ -160,16 +161,15 @@ def parse_key_values(
         if key in values:
             raise ConfigError(f"{key} is given twice")
         values[key] = _convert(key, parse_value(text), hints[key])
-        _check_option(options.__name__, key, values[key])
+        _check_option(options, key, values[key])
     return options(**values), extra
 
 
-def _check_option(options: str, key: str, value: Any) -> None:
-    """A command's option against its rule in :data:`dgan.config.rules.OPTIONS`."""
+def _check_option(options: type[Any], key: str, value: Any) -> None:
+    """A command's option against its rule, declared beside the options (``RULES``)."""
     from dgan.config.instantiation import show_value
-    from dgan.config.rules import OPTIONS
 
-    rule = OPTIONS.get(options, {}).get(key)
+    rule = getattr(options, "RULES", {}).get(key)
     if rule is not None and not rule.accepts(value):
         raise ConfigError(f"{key}={show_value(value)} is not valid; expected {rule.text()}")
 

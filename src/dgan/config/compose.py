@@ -2,7 +2,7 @@
 ``key=value`` overrides, exactly as ``python -m dgan.train KEY=VALUE ...`` would compose it.
 
     cfg = compose_config(["experiment=gaussians25", "kimg=50"], output_dir="runs/toy")
-    run = dgan.config.builder.build_run(cfg)
+    run = dgan.assembly.builder.build_run(cfg)
     run.trainer.fit(run.module, datamodule=run.datamodule)
 """
 
@@ -64,7 +64,7 @@ def check_overrides(argv: Sequence[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    from dgan.config.instantiation import ConfigError
+    from dgan.core.errors import ConfigError
 
     if any(arg.partition("=")[0] in _FLAGS_LEFT_TO_HYDRA for arg in argv):
         return
@@ -180,7 +180,7 @@ def explain_override_error(err: BaseException, overrides: Sequence[str]) -> str:
 
     from hydra.errors import MissingConfigException
 
-    from dgan.config.instantiation import closest_first, closest_text, listed
+    from dgan.core.messages import closest_first, closest_text, listed
 
     text = str(err)
     if isinstance(err, MissingConfigException) or "Could not find '" in text:

@@ -39,7 +39,8 @@ def size_from_data(cfg: DictConfig, dataset: Any = None) -> dict[str, int]:
         cfg: the composed run config, changed in place.
         dataset: the built dataset, if the caller has one (else it is built from cfg.dataset).
     """
-    from dgan.config.instantiation import ConfigError, build
+    from dgan.config.instantiation import build
+    from dgan.core.errors import ConfigError
 
     keys = keys_from_data(cfg)
     if not keys:

@@ -47,8 +47,9 @@ def tiny_values(debug: DictConfig | dict[str, Any], resolution: int | None) -> d
 def _check_given(node: DictConfig, key: str, name: str) -> None:
     """The user's value of ``node[name]`` against the rules of the real run, before the debug
     width replaces it."""
-    from dgan.config.instantiation import ConfigError, show_value
+    from dgan.config.instantiation import show_value
     from dgan.config.rules import rule_for
+    from dgan.core.errors import ConfigError
 
     target = str(node["_target_"]) if "_target_" in node else None
     rule = rule_for(key, target, name)

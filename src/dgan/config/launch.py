@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from dgan.config.builder import ConfigError
+from dgan.core.errors import ConfigError
 
 # Launchers that start every job in its own allocation, where Lightning's DDP can start its
 # processes (or the scheduler starts them); the basic and other local launchers cannot.

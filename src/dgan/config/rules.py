@@ -7,17 +7,20 @@ it to every leaf of the composed config, so a value that cannot work stops the r
 (``error: KEY=VALUE is not valid; expected ...``) before any object exists.
 
 Rules are looked up by config key (top-level keys, which have no target), then by target and
-parameter name, then by parameter name alone (``lr``, ``seed``, ``batch_size`` mean the same
-in every target). Numbers are finite everywhere: nan and inf are refused whatever the key, as no
-dgan setting gives them a meaning.
+parameter name (the target in any spelling that names the same class), then by parameter name
+alone (``lr``, ``seed``, ``batch_size`` mean the same in every target). A command's options
+declare their own rules (``RULES`` of its options dataclass, checked by
+:mod:`dgan.config.cli_args`). Numbers are finite everywhere: nan and inf are refused whatever
+the key, as no dgan setting gives them a meaning.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 # Widths, sizes and counts above this allocate more than any machine has (a typo such as 1e30).
 MAX_COUNT = 2**20
@@ -429,31 +432,41 @@ BY_KEY: dict[str, Rule] = {
 }
 
 
+# Truncation psi of the commands that draw from a generator (their options declare it).
 TRUNCATION = Num(-MAX_TRUNCATION, MAX_TRUNCATION)
+# The class of an optional output directory or label of a command.
+OPTIONAL_TEXT = Text(null=True)
+CLASS_INDEX = Int(0, MAX_COUNT, null=True)
 
-# The options of the stand-alone commands (their dataclasses' names), beyond their types.
-OPTIONS: dict[str, dict[str, Rule]] = {
-    "GenerateOptions": {"trunc": TRUNCATION, "grid_columns": Int(1, MAX_COUNT, null=True),
-                        "class_idx": Int(0, MAX_COUNT, null=True), "outdir": Text(null=True)},
-    "EvaluateOptions": {"trunc": TRUNCATION, "batch_size": SIZE,
-                        "seed": Int(0, MAX_SEED, null=True),
-                        "num_workers": Int(0, 256), "outdir": Text(null=True)},
-    "ProjectOptions": {"steps": SIZE, "seed": SEED,
-                       "noise_mode": Choice("dgan.project:PROJECT_NOISE_MODES"),
-                       "fps": Num(0, low_open=True), "lr": Num(0, low_open=True),
-                       "noise_weight": Num(0), "w_avg_samples": Int(2, MAX_COUNT),
-                       "class_idx": Int(0, MAX_COUNT, null=True), "target": Text(null=True),
-                       "outdir": Text(null=True)},
-    "StyleMixingOptions": {"trunc": TRUNCATION, "class_idx": Int(0, MAX_COUNT, null=True),
-                           "noise_mode": Choice("dgan.generate:NOISE_MODES"),
-                           "outdir": Text(null=True)},
-    "VideoOptions": {"space": Choice("dgan.video:SPACES"),
-                     "interp": Choice("dgan.video:INTERPOLATIONS", null=True), "frames": SIZE,
-                     "trunc": TRUNCATION, "class_idx": Int(0, MAX_COUNT, null=True),
-                     "noise_mode": Choice("dgan.generate:NOISE_MODES"),
-                     "format": Choice("dgan.files.video_frames:VIDEO_FORMATS", null=True),
-                     "fps": Num(0, low_open=True), "outdir": Text(null=True)},
-}
+
+@functools.cache
+def resolve_target(target: str) -> Any:
+    """The class or function a ``_target_`` string names (None: it names nothing)."""
+    from hydra.utils import get_object
+
+    try:
+        return get_object(target)
+    except Exception:  # noqa: BLE001 - an unknown target has no rules; building it names it
+        return None
+
+
+T = TypeVar("T")
+
+
+def declared_for(table: Mapping[str, T], target: str) -> T | None:
+    """The entry of ``table`` for ``target`` in any spelling: the key that names the same class
+    or function (``dgan.diffusion.Diffusion`` is ``dgan.diffusion.process.Diffusion``). Only
+    keys with the target's own name are resolved, so a lookup imports nothing else."""
+    if target in table:
+        return table[target]
+    obj = resolve_target(target)
+    name = getattr(obj, "__name__", None)
+    if obj is None or name is None:
+        return None
+    for key, value in table.items():
+        if key.rpartition(".")[2] == name and resolve_target(key) is obj:
+            return value
+    return None
 
 
 def rule_for(key: str, target: str | None, name: str) -> Rule | None:
@@ -461,10 +474,11 @@ def rule_for(key: str, target: str | None, name: str) -> Rule | None:
     if key in BY_KEY:
         return BY_KEY[key]
     if target is not None:
-        own = BY_TARGET.get(target, {})
+        own = declared_for(BY_TARGET, target) or {}
         if name in own:
             return own[name]
-        if target.startswith(("torch.optim.", "dgan.", "lightning.")) and name in BY_NAME:
+        module = getattr(resolve_target(target), "__module__", None) or target
+        if module.startswith(("torch.optim", "dgan.", "lightning.")) and name in BY_NAME:
             return BY_NAME[name]
     return None
 
@@ -533,7 +547,7 @@ RELATIONS: dict[str, tuple[Relation, ...]] = {
 
 def relation_problems(target: str, node: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
     """What the relations of ``target`` find wrong in ``node`` (plain data)."""
-    found = [check(node) for check in RELATIONS.get(target, ())]
+    found = [check(node) for check in declared_for(RELATIONS, target) or ()]
     return [f for f in found if f is not None]
 
 

@@ -30,7 +30,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from dgan.config.instantiation import ConfigError
+from dgan.core.errors import ConfigError
 
 TARGET_KEY = "_target_"
 INTERPOLATION = "${"

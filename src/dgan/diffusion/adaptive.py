@@ -22,9 +22,9 @@ import lightning as L
 import torch
 from torch import nn
 
+from dgan.core.rank_state import gather_to_rank0, rank_and_world
 from dgan.diffusion.process import Diffusion
 from dgan.tracking.records import DeferredRecords, iteration, write_scalars
-from dgan.training.rank_state import gather_to_rank0, rank_and_world
 
 SYNC_CHECK_ENV = "DGAN_CHECK_SYNC_DIR"
 

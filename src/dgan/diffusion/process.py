@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
+from dgan.core.seeded_module import SeededModule
 from dgan.diffusion.schedules import SCHEDULES, alphas_bar, betas_on_grid
-from dgan.training.seeded_module import SeededModule
 
 NOISE_TYPES = ("gaussian", "bernoulli")
 TS_DISTS = ("priority", "uniform")

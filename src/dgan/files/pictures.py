@@ -9,6 +9,9 @@ import torch
 
 from dgan.files.atomic import atomic_write_bytes
 
+# The file of a grid of samples (generate, style_mixing).
+GRID_FILE = "grid.png"
+
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """[-1, 1] float images -> uint8, the rounding StyleGAN2-ADA uses for metrics and PNGs."""

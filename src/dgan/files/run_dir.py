@@ -24,7 +24,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from dgan.config.instantiation import ConfigError
+from dgan.core.errors import ConfigError
 from dgan.files.run_lock import LOCK_FILE, RunLock, check_unlocked
 from dgan.files.writable import check_writable_dir
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from dgan.config.instantiation import ConfigError
+from dgan.core.errors import ConfigError
 
 LOCK_FILE = "run.lock"
 # SLURM's id of the job and how often it was requeued: one start of a job at a time.

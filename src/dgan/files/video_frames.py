@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from dgan.config.instantiation import ConfigError
+from dgan.core.errors import ConfigError
 from dgan.files.atomic import atomic_path
 from dgan.files.pictures import save_png
 

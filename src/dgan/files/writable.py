@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from dgan.config.instantiation import ConfigError
+from dgan.core.errors import ConfigError
 
 
 def nearest_existing(path: Path) -> Path:

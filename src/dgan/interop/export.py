@@ -35,7 +35,7 @@ from typing import IO, Any
 import torch
 from torch import nn
 
-from dgan.config.instantiation import ConfigError
+from dgan.core.errors import ConfigError
 from dgan.interop.persistence import (
     BUFFERS,
     INIT_ARGS,

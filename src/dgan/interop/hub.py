@@ -23,7 +23,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from dgan.config.instantiation import ConfigError, closest_first
+from dgan.core.errors import ConfigError
+from dgan.core.messages import closest_first
 
 __all__ = [
     "HUB_REPO",

@@ -22,6 +22,7 @@ from torch import nn
 from torchmetrics import Metric
 
 from dgan.data.digits import NUM_CLASSES, DigitsDataset
+from dgan.metrics.base import MetricOptions, register_metric
 from dgan.metrics.digits_features import uint8_to_input
 from dgan.metrics.feature_stats import (
     count_tag,
@@ -31,7 +32,6 @@ from dgan.metrics.feature_stats import (
     metric_device,
     shard,
 )
-from dgan.metrics.registry import MetricOptions, register_metric
 
 DEFAULT_NUM_SAMPLES = 2000
 NAME = re.compile(r"cacc_digits(?P<num>\d+k?)")
@@ -110,7 +110,8 @@ def classes_of(indices: Iterable[int], num_classes: int = NUM_CLASSES) -> list[i
     return [int(i) % num_classes for i in indices]
 
 
-@register_metric(NAME.pattern, "Class accuracy of a digits-conditional G (digits classifier).")
+@register_metric(NAME.pattern, "Class accuracy of a digits-conditional G (digits classifier).",
+                 higher_is_better=ClassAccuracy.higher_is_better)
 def class_accuracy_digits(opts: MetricOptions) -> dict[str, float]:
     """Share of N samples (N/10 per class) the digits classifier assigns to their class."""
     num = opts.num_samples if opts.num_samples is not None else DEFAULT_NUM_SAMPLES

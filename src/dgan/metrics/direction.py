@@ -1,27 +1,37 @@
-"""Whether a metric improves upwards or downwards, guessed from its name when not given.
+"""Whether a metric improves upwards or downwards, as the metric that returns it declares.
 
 Shared by the metrics callback (best value), the Optuna sweep (direction) and the sweep report
-(best value of each job), so that they always agree.
+(best value of each job), so that they always agree. Nothing is guessed from a name: a result
+that no registered metric returns needs its direction said (``metrics.higher_is_better``,
+``sweep_report --direction``).
 """
 
 from __future__ import annotations
 
-# Distances and divergences: FID, KID, KL (mode_kl), perceptual path length (ppl_*), and the
-# share of samples off the data's border (border_fraction). Everything else (precision, recall,
-# IS, modes covered, hq fraction, class accuracy cacc_*) is better higher.
-LOWER_IS_BETTER_WORDS = ("fid", "kid", "kl", "border", "ppl")
+
+class UnknownDirection(ValueError):
+    """A result no registered metric returns, and no direction given for it."""
 
 
 def higher_is_better(name: str, override: bool | None = None) -> bool:
-    """Whether larger values of metric ``name`` are better.
+    """Whether larger values of metric result ``name`` are better.
 
     Args:
-        name: metric or result name (``fid50k_full``, ``modes_covered``, ``mode_kl`` ...).
-        override: the answer when it is known (``metrics.higher_is_better``); None: guess.
+        name: a result as logged (``fid50k_full``, ``pr50k3_full_precision``, ``mode_kl`` ...).
+        override: the answer when it is known (``metrics.higher_is_better``); None: the
+            registered metric's.
     """
     if override is not None:
         return bool(override)
-    return not any(word in name.lower() for word in LOWER_IS_BETTER_WORDS)
+    from dgan.metrics.registry import result_higher_is_better
+
+    declared = result_higher_is_better(name)
+    if declared is None:
+        raise UnknownDirection(
+            f"{name}: no registered metric returns this result, so which way it improves is "
+            "unknown; set metrics.higher_is_better=true|false (sweep_report: --direction "
+            "higher|lower)")
+    return declared
 
 
 def optimisation_direction(metrics: list[str] | None, override: bool | None = None) -> str:
@@ -29,7 +39,7 @@ def optimisation_direction(metrics: list[str] | None, override: bool | None = No
 
     Args:
         metrics: the run's metric names (``metrics.metrics``); the first is the headline.
-        override: ``metrics.higher_is_better`` (None: guessed from the name).
+        override: ``metrics.higher_is_better`` (None: the registered metric's).
     """
     if not metrics:
         return "minimize"  # no metric: the run refuses an Optuna sweep before training

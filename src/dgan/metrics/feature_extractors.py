@@ -10,7 +10,7 @@ often have no internet, and finding that out after hours of training loses the r
 - weights are looked up on disk first: an explicit per-extractor path, then ``weights_dir``
   (filled by ``python -m dgan.metrics.fetch_weights DIR``), then torch's hub cache;
 - a download is only tried when no ``weights_dir`` was given, with a short socket timeout;
-- :func:`check_weights_available` runs the same lookup at start-up without building a model.
+- :func:`check_extractors_available` runs the same lookup at start-up without building a model.
 
 The files keep the names torch-fidelity and torchvision give them, so a directory filled by
 either tool (or a copy of ``~/.cache/torch/hub/checkpoints``) works as ``weights_dir``.
@@ -108,33 +108,12 @@ EXTRACTORS: dict[str, ExtractorSpec] = {
     ),
 }
 
-# Metric names (as logged) -> extractors they need; the domain metrics (``*_digits``, the
-# class accuracy ``cacc_digits*``: the digits classifier is trained here) and non-image metrics
-# need none.
-_METRIC_EXTRACTORS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"(fid|kid|is)\d+k?(_full)?"), INCEPTION),
-    (re.compile(r"pr\d+k?(_k)?3_full"), VGG16_NVIDIA),
-    (re.compile(r"pr\d+k?(_k)?3_torchvision_full"), VGG16),
-    # Perceptual path length: LPIPS on NVIDIA's VGG16.
-    (re.compile(r"ppl2?_[zw](full|end)(\d+k?)?"), VGG16_NVIDIA),
-]
-
 DEFAULT_DOWNLOAD_TIMEOUT = 20.0
 DOWNLOAD_CHUNK = 1 << 20  # bytes read per call while downloading
 
 
 class WeightsUnavailableError(FileNotFoundError):
     """Weights of a feature extractor are not on disk and could not be downloaded."""
-
-
-def extractors_for_metrics(metric_names: Iterable[str]) -> list[str]:
-    """Names of the pretrained extractors the given metrics need, in first-use order."""
-    needed: list[str] = []
-    for metric in metric_names:
-        for pattern, extractor in _METRIC_EXTRACTORS:
-            if pattern.fullmatch(metric) and extractor not in needed:
-                needed.append(extractor)
-    return needed
 
 
 def hub_checkpoint_dir() -> Path:
@@ -221,27 +200,28 @@ def resolve_weights_path(
         ) from err
 
 
-def check_weights_available(
-    metric_names: Iterable[str],
+def check_extractors_available(
+    extractor_names: Iterable[str],
     weights_dir: str | os.PathLike[str] | None = None,
     *,
     weights_paths: Mapping[str, str | os.PathLike[str]] | None = None,
     download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT,
 ) -> None:
-    """Fail now, not after training, if the metrics' extractor weights cannot be had.
+    """Fail now, not after training, if the extractors' weights cannot be had.
 
     Only checks that the files exist (no model is built); downloads only when no
     ``weights_dir`` was given. Raises :class:`WeightsUnavailableError` listing every missing
     file name.
 
     Args:
-        metric_names: metric names as configured (e.g. ``["fid50k_full", "pr50k3_full"]``).
+        extractor_names: the extractors (what :func:`dgan.metrics.registry.extractors_for_metrics`
+            says the run's metrics need).
         weights_dir: directory of pre-downloaded weights (``fetch_weights`` output).
         weights_paths: explicit weights file per extractor name.
         download_timeout: socket timeout of a download attempt in seconds.
     """
     problems = []
-    for extractor in extractors_for_metrics(metric_names):
+    for extractor in dict.fromkeys(extractor_names):
         try:
             resolve_weights_path(
                 extractor, weights_dir, weights_paths, download_timeout=download_timeout

@@ -44,12 +44,12 @@ from torchmetrics.utilities import dim_zero_cat
 
 from dgan.files.atomic import atomic_write
 from dgan.files.pictures import to_uint8
+from dgan.metrics.base import MetricOptions
 from dgan.metrics.digits_features import build_digits_extractor, default_cache_dir
 from dgan.metrics.feature_extractors import (
     FeatureExtractor,
     build_feature_extractor,
 )
-from dgan.metrics.registry import MetricOptions
 
 DEFAULT_NUM_SAMPLES = 50_000
 # Seed of the fixed random subset of reals used when a metric takes fewer than all of them.

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from dgan.metrics.base import MetricOptions, register_metric
 from dgan.metrics.feature_extractors import INCEPTION, FeatureExtractor
 from dgan.metrics.feature_stats import (
     DIGITS_LAYER,
@@ -25,7 +26,6 @@ from dgan.metrics.feature_stats import (
     pretrained_extractor,
 )
 from dgan.metrics.pixel_features import PIXEL_LAYER, pixel_extractor
-from dgan.metrics.registry import MetricOptions, register_metric
 
 
 def frechet_distance(fake: Statistics, real: Statistics) -> float:
@@ -104,21 +104,24 @@ def fid_of(opts: MetricOptions, extractor: FeatureExtractor, layer: str) -> floa
     return float(evaluate_feature_metric(metric, opts, num_fakes(opts)))
 
 
-@register_metric(r"fid(?P<num>\d+k)_full")
+@register_metric(r"fid(?P<num>\d+k)_full", higher_is_better=FrechetDistance.higher_is_better,
+                 extractors=(INCEPTION,))
 def fid_full(opts: MetricOptions) -> dict[str, float]:
     """FID of N generated images against the full training set (Inception-v3 pool3)."""
     value = fid_of(opts, pretrained_extractor(opts, INCEPTION), FID_LAYER)
     return {f"fid{count_tag(num_fakes(opts))}_full": value}
 
 
-@register_metric(r"fid_digits(?P<num>\d+k?)_full")
+@register_metric(r"fid_digits(?P<num>\d+k?)_full",
+                 higher_is_better=FrechetDistance.higher_is_better)
 def fid_digits_full(opts: MetricOptions) -> dict[str, float]:
     """FID on the digits classifier's features, N fakes against all training digits."""
     value = fid_of(opts, digits_extractor(opts), DIGITS_LAYER)
     return {f"fid_digits{count_tag(num_fakes(opts))}_full": value}
 
 
-@register_metric(r"fid_pixels(?P<num>\d+k?)_full")
+@register_metric(r"fid_pixels(?P<num>\d+k?)_full",
+                 higher_is_better=FrechetDistance.higher_is_better)
 def fid_pixels_full(opts: MetricOptions) -> dict[str, float]:
     """FID on 8x8 averaged pixels (any images, offline; colour and layout, not detail)."""
     value = fid_of(opts, pixel_extractor(opts.device), PIXEL_LAYER)

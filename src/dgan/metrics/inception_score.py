@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from dgan.metrics.base import MetricOptions, register_metric
 from dgan.metrics.feature_extractors import INCEPTION, FeatureExtractor
 from dgan.metrics.feature_stats import (
     RowsMetric,
@@ -19,7 +20,6 @@ from dgan.metrics.feature_stats import (
     num_fakes,
     pretrained_extractor,
 )
-from dgan.metrics.registry import MetricOptions, register_metric
 
 IS_SPLITS = 10
 IS_LAYER = "logits_unbiased"
@@ -66,7 +66,8 @@ class InceptionScore(RowsMetric):
         return inception_score(self.fake_rows().cpu(), self.splits)
 
 
-@register_metric(r"is(?P<num>\d+k)")
+@register_metric(r"is(?P<num>\d+k)", higher_is_better=InceptionScore.higher_is_better,
+                 extractors=(INCEPTION,))
 def is_metric(opts: MetricOptions) -> dict[str, float]:
     """Inception Score of N generated images (10 splits, logits without output bias)."""
     metric = InceptionScore(pretrained_extractor(opts, INCEPTION), IS_LAYER,

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from dgan.metrics.base import MetricOptions, register_metric
 from dgan.metrics.feature_extractors import INCEPTION, FeatureExtractor
 from dgan.metrics.feature_stats import (
     FID_LAYER,
@@ -20,7 +21,6 @@ from dgan.metrics.feature_stats import (
     num_fakes,
     pretrained_extractor,
 )
-from dgan.metrics.registry import MetricOptions, register_metric
 
 KID_MAX_REAL = 1_000_000
 KID_SUBSETS = 100
@@ -73,7 +73,8 @@ class KernelDistance(RowsMetric):
         return kernel_distance(self.fake_rows().cpu(), self.real_rows(), self.seed)
 
 
-@register_metric(r"kid(?P<num>\d+k)_full")
+@register_metric(r"kid(?P<num>\d+k)_full", higher_is_better=KernelDistance.higher_is_better,
+                 extractors=(INCEPTION,))
 def kid_full(opts: MetricOptions) -> dict[str, float]:
     """KID of N generated images against up to 1M training images (Inception-v3 pool3)."""
     metric = KernelDistance(pretrained_extractor(opts, INCEPTION), FID_LAYER, opts.seed,

@@ -25,12 +25,16 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from dgan.metrics.base import MetricOptions, register_metric
 from dgan.metrics.feature_stats import distributed, metric_device, shard
-from dgan.metrics.registry import MetricOptions, register_metric
 
 HQ_STDS = 3.0  # a sample within 3 std of a mode counts as high quality
 MIN_PER_MODE = 20  # high-quality samples that make a mode count as covered
 DEFAULT_NUM_SAMPLES = 2500
+# The statistics it returns and which way each improves: more modes and more samples near one,
+# a histogram nearer uniform (KL) and fewer samples off the data's border are better.
+MODE_COVERAGE_RESULTS = {"modes_covered": True, "hq_fraction": True, "mode_kl": False,
+                         "border_fraction": False, "inner_modes_covered": True}
 BORDER_BAND_SHARE = 4  # the band reaches 1/4 of the way from the outer ring to the next one
 
 
@@ -116,7 +120,8 @@ def sample_z(opts: MetricOptions, num: int) -> torch.Tensor:
     return torch.randn(num, opts.G.z_dim, generator=gen)
 
 
-@register_metric(r"mode_coverage(?P<num>\d+k?)?", "modes covered, hq fraction, mode KL")
+@register_metric(r"mode_coverage(?P<num>\d+k?)?", "modes covered, hq fraction, mode KL",
+                 higher_is_better=True, results=MODE_COVERAGE_RESULTS)
 def mode_coverage(opts: MetricOptions) -> dict[str, float]:
     """Mode-coverage statistics of G's samples on a toy dataset with modes."""
     modes = getattr(opts.dataset, "modes", None)

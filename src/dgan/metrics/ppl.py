@@ -38,6 +38,7 @@ from torch import nn
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from dgan.metrics.base import MetricOptions, register_metric
 from dgan.metrics.feature_extractors import VGG16_NVIDIA
 from dgan.metrics.feature_stats import (
     _label_vector,
@@ -49,7 +50,6 @@ from dgan.metrics.feature_stats import (
     seeded_global_rng,
     shard,
 )
-from dgan.metrics.registry import MetricOptions, register_metric
 
 PPL_EPSILON = 1e-4
 PPL_DEFAULT_SAMPLES = 50_000
@@ -238,7 +238,9 @@ def compute_ppl(opts: MetricOptions, name: str, num: int) -> float:
 
 
 def _register(name: str) -> None:
-    @register_metric(rf"{name}(?P<num>\d+k?)?")
+    @register_metric(rf"{name}(?P<num>\d+k?)?",
+                     higher_is_better=PerceptualPathLength.higher_is_better,
+                     extractors=(VGG16_NVIDIA,))
     def ppl(opts: MetricOptions) -> dict[str, float]:
         num = opts.num_samples if opts.num_samples is not None else PPL_DEFAULT_SAMPLES
         key = name if opts.num_samples is None else f"{name}{count_tag(num)}"

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from dgan.metrics.base import MetricFn, MetricOptions, register_metric
 from dgan.metrics.feature_extractors import VGG16, VGG16_NVIDIA, FeatureExtractor
 from dgan.metrics.feature_stats import (
     DIGITS_LAYER,
@@ -25,7 +26,6 @@ from dgan.metrics.feature_stats import (
     num_fakes,
     pretrained_extractor,
 )
-from dgan.metrics.registry import MetricFn, MetricOptions, register_metric
 
 PR_NEIGHBORHOOD = 3
 PR_BATCH_SIZE = 10_000
@@ -143,14 +143,15 @@ def _digits(opts: MetricOptions) -> tuple[float, float]:
 
 
 def _register(prefix: str, count: str, tail: str, features: Callable[[MetricOptions], tuple],
-              description: str) -> MetricFn:
+              description: str, extractors: tuple[str, ...] = ()) -> MetricFn:
     """Register ``<prefix><N><tail>_full``: precision/recall on ``features``, N fakes vs N reals.
 
     The results carry the name the metric was asked by, so runs configured with the
     StyleGAN2-ADA spelling keep their columns.
     """
 
-    @register_metric(rf"{prefix}(?P<num>{count}){tail}_full", description)
+    @register_metric(rf"{prefix}(?P<num>{count}){tail}_full", description,
+                     higher_is_better=PrecisionRecall.higher_is_better, extractors=extractors)
     def metric(opts: MetricOptions) -> dict[str, float]:
         return _results(f"{prefix}{count_tag(num_fakes(opts))}{tail}_full", *features(opts))
 
@@ -160,15 +161,19 @@ def _register(prefix: str, count: str, tail: str, features: Callable[[MetricOpti
 # Each family under the names that read (the count, then k: pr_digits2k_k3_full) and under
 # StyleGAN2-ADA's spelling, where the count and k run together (pr_digits2k3_full).
 pr_k3_full = _register("pr", r"\d+k", "_k3", _nvidia,
-                       "Precision/recall (k=3, NVIDIA's VGG16), N fakes against N reals.")
+                       "Precision/recall (k=3, NVIDIA's VGG16), N fakes against N reals.",
+                       (VGG16_NVIDIA,))
 pr_k3_torchvision_full = _register(
     "pr", r"\d+k", "_k3_torchvision", _torchvision,
-    "Precision/recall (k=3) on torchvision's VGG16 fc2 features, N fakes against N reals.")
+    "Precision/recall (k=3) on torchvision's VGG16 fc2 features, N fakes against N reals.",
+    (VGG16,))
 pr_digits_k3_full = _register("pr_digits", r"\d+k?", "_k3", _digits,
                               "Precision/recall (k=3) on the digits classifier's features.")
 pr_full = _register("pr", r"\d+k", "3", _nvidia,
-                    "Precision/recall (k=3, NVIDIA's VGG16): StyleGAN2-ADA's spelling.")
+                    "Precision/recall (k=3, NVIDIA's VGG16): StyleGAN2-ADA's spelling.",
+                    (VGG16_NVIDIA,))
 pr_torchvision_full = _register("pr", r"\d+k", "3_torchvision", _torchvision,
-                                "Precision/recall (k=3, torchvision's VGG16): older spelling.")
+                                "Precision/recall (k=3, torchvision's VGG16): older spelling.",
+                                (VGG16,))
 pr_digits_full = _register("pr_digits", r"\d+k?", "3", _digits,
                            "Precision/recall (k=3, digits features): older spelling.")

@@ -14,63 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-import torch
-from torch import nn
-
-MetricFn = Callable[["MetricOptions"], dict[str, float]]
-_REGISTRY: list[tuple[re.Pattern[str], MetricFn, str]] = []
-
-
-@dataclasses.dataclass
-class MetricOptions:
-    """Everything a metric needs.
-
-    Args:
-        G: generator to evaluate (usually G_ema), called as ``G(z, c)``.
-        dataset: training dataset (real samples and labels).
-        device: device to generate and extract features on.
-        num_samples: number of generated samples (parsed from the metric name when it has one).
-        batch_size: generation / extraction batch per rank.
-        rank: this process's rank.
-        world_size: number of processes taking part.
-        cache_dir: directory of cached real-data statistics and feature-extractor caches.
-        weights_dir: directory of pre-downloaded feature-extractor weights (offline use).
-        seed: seed of the latents, so that repeated evaluations are comparable.
-        truncation_psi: truncation of the generator during evaluation.
-        extra: metric-specific options.
-    """
-
-    G: nn.Module
-    dataset: Any
-    device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
-    num_samples: int | None = None
-    batch_size: int = 64
-    rank: int = 0
-    world_size: int = 1
-    cache_dir: Path | None = None
-    weights_dir: Path | None = None
-    seed: int = 0
-    truncation_psi: float = 1.0
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-def register_metric(pattern: str, description: str = "") -> Callable[[MetricFn], MetricFn]:
-    """Register ``fn`` for every metric name that fully matches the regular expression."""
-
-    def wrap(fn: MetricFn) -> MetricFn:
-        _REGISTRY.append((re.compile(pattern), fn, description or (fn.__doc__ or "").strip()))
-        return fn
-
-    return wrap
-
-
-def parse_count(text: str) -> int:
-    """``'50k'`` -> 50000, ``'2500'`` -> 2500."""
-    return int(text[:-1]) * 1000 if text.endswith("k") else int(text)
+from dgan.metrics.base import _REGISTRY, MetricFn, MetricOptions, Registration, parse_count
+from dgan.metrics.feature_extractors import check_extractors_available
 
 
 def _ensure_builtin_metrics_loaded() -> None:
@@ -85,14 +33,18 @@ def _ensure_builtin_metrics_loaded() -> None:
     import dgan.metrics.precision_recall  # noqa: F401
 
 
+def registration_of(name: str) -> Registration | None:
+    """The registration serving metric ``name`` (None: no metric has that name)."""
+    _ensure_builtin_metrics_loaded()
+    return next((r for r in _REGISTRY if r.pattern.fullmatch(name)), None)
+
+
 def lookup_metric(name: str) -> tuple[MetricFn, int | None]:
     """Return the function serving ``name`` and the sample count in the name (if any)."""
-    _ensure_builtin_metrics_loaded()
-    for pattern, fn, _ in _REGISTRY:
-        match = pattern.fullmatch(name)
-        if match:
-            num = match.groupdict().get("num")
-            return fn, parse_count(num) if num else None
+    registration = registration_of(name)
+    if registration is not None:
+        num = registration.pattern.fullmatch(name).groupdict().get("num")  # type: ignore[union-attr]
+        return registration.fn, parse_count(num) if num else None
     raise ValueError(
         f"unknown metric {name!r}; valid metrics: {', '.join(available_metrics())}"
     )
@@ -101,7 +53,7 @@ def lookup_metric(name: str) -> tuple[MetricFn, int | None]:
 def available_metrics() -> list[str]:
     """Patterns of all registered metric names, for error messages and ``--help``."""
     _ensure_builtin_metrics_loaded()
-    return [pattern.pattern for pattern, _, _ in _REGISTRY]
+    return [registration.pattern.pattern for registration in _REGISTRY]
 
 
 def metric_name_forms() -> list[str]:
@@ -121,3 +73,44 @@ def compute_metric(name: str, opts: MetricOptions) -> dict[str, float]:
     if num is not None:
         opts = dataclasses.replace(opts, num_samples=num)
     return fn(opts)
+
+
+def result_higher_is_better(result: str) -> bool | None:
+    """Which way result ``result`` (``fid50k_full``, ``mode_kl``) or metric ``result``
+    (``mode_coverage2500``) improves, as its metric declares it (None: no registered metric
+    returns it or is named so)."""
+    _ensure_builtin_metrics_loaded()
+    for registration in _REGISTRY:
+        for pattern, higher in registration.results:
+            if pattern.fullmatch(result):
+                return higher
+    registration = registration_of(result)
+    return None if registration is None else registration.higher_is_better
+
+
+def extractors_for_metrics(metric_names: Iterable[str]) -> list[str]:
+    """Names of the pretrained extractors the given metrics need, in first-use order."""
+    needed: list[str] = []
+    for name in metric_names:
+        registration = registration_of(name)
+        for extractor in registration.extractors if registration is not None else ():
+            if extractor not in needed:
+                needed.append(extractor)
+    return needed
+
+
+def check_weights_available(metric_names: Iterable[str], weights_dir: str | Path | None = None,
+                            weights_paths: dict[str, str] | None = None,
+                            download_timeout: float | None = None) -> None:
+    """Fail now, not after training, if the metrics' extractor weights cannot be had
+    (:func:`dgan.metrics.feature_extractors.check_extractors_available` of what they need).
+
+    Args:
+        metric_names: metric names as configured (e.g. ``["fid50k_full", "pr50k3_full"]``).
+        weights_dir: directory of pre-downloaded weights (``fetch_weights`` output).
+        weights_paths: explicit weights file per extractor name.
+        download_timeout: socket timeout of a download attempt in seconds (None: the default).
+    """
+    kwargs = {} if download_timeout is None else {"download_timeout": download_timeout}
+    check_extractors_available(extractors_for_metrics(metric_names), weights_dir,
+                               weights_paths=weights_paths, **kwargs)

@@ -49,7 +49,7 @@ def run_info(cfg: DictConfig, config: dict[str, Any]) -> dict[str, Any]:
 
     Args:
         cfg: the composed run config (for the overrides and the output dir).
-        config: the resolved config as a plain dict (``dgan.config.builder.plain_config``).
+        config: the resolved config as a plain dict (``dgan.assembly.builder.plain_config``).
     """
     return {
         **config,

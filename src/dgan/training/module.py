@@ -23,6 +23,14 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
+from dgan.core.rank_state import (
+    capture_rng_state,
+    gather_to_rank0,
+    restore_rng_state,
+    same_value,
+    seed_rank,
+    to_cpu,
+)
 from dgan.diffusion.adaptive import AdaptiveDiffusion
 from dgan.diffusion.process import Diffusion
 from dgan.tracking.records import align_iteration, log_scalars
@@ -36,14 +44,6 @@ from dgan.training.losses.base import (
     GANNetworks,
 )
 from dgan.training.phases import OptimizerFactory, Phase, build_phases, scaled_optimizer
-from dgan.training.rank_state import (
-    capture_rng_state,
-    gather_to_rank0,
-    restore_rng_state,
-    same_value,
-    seed_rank,
-    to_cpu,
-)
 
 # Losses shown in the progress bar (the rest go to the loggers only).
 PROGRESS_BAR_KEYS = {"loss/G": "lossG", "loss/D": "lossD"}

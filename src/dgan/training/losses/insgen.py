@@ -35,7 +35,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from dgan.files.state_fit import state_mismatches
+from dgan.core.state_fit import state_mismatches
 from dgan.networks.insgen import FAKE_HEAD, REAL_HEAD
 from dgan.training.losses.base import GANNetworks
 from dgan.training.losses.stylegan2 import D_MAIN_PHASES, StyleGAN2Loss

@@ -1,4 +1,4 @@
-"""Write dgan networks as StyleGAN2-ADA-style network pickles, to test the safe reader.
+"""Write dgan networks as StyleGAN2-ADA-style network pickles, to test the safe reader (tests only).
 
 The writer is :mod:`dgan.interop.export`'s; this module gives it a placeholder module source
 (or whatever the caller passes, e.g. a payload that must never run), so these pickles are for

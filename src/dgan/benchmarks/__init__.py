@@ -1,0 +1,1 @@
+"""Speed and memory measurements behind python -m dgan.bench and dgan.bench_gpu."""

@@ -1,0 +1,1 @@
+"""Loading and sampling a trained generator."""
