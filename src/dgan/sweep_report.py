@@ -572,6 +572,18 @@ def write_curves(rows: Sequence[dict[str, Any]], metric: str, csv_path: Path,
     plt.close(fig)
 
 
+def reported_metric(sweep_dir: Path, jobs: Sequence[Job], metric: str | None) -> str:
+    """``metric``, checked to be logged by the jobs; None: the headline of the first job that
+    logged one."""
+    if metric is None:
+        metric = next((name for name in (job.headline() for job in jobs) if name), None)
+        if metric is None:
+            raise ReportError(f"{sweep_dir}: none of its {len(jobs)} job(s) has metrics.jsonl "
+                              f"records yet; run with metrics=toy|digits|fid50k")
+    check_metric_names([metric], jobs, sweep_dir, "--metric")
+    return metric
+
+
 def report_curves(sweep_dir: Path, group_keys: Sequence[str], metric: str | None = None
                   ) -> tuple[list[Path], list[dict[str, Any]]]:
     """Write the time-to-quality CSV and PNG of a multirun; return their paths and rows.
@@ -582,11 +594,7 @@ def report_curves(sweep_dir: Path, group_keys: Sequence[str], metric: str | None
         metric: the metric (None: the headline of the first job that logged one).
     """
     jobs = find_jobs(sweep_dir)
-    if metric is None:
-        metric = next((name for name in (job.headline() for job in jobs) if name), None)
-        if metric is None:
-            raise ReportError(f"{sweep_dir}: no job has metrics.jsonl records yet")
-    check_metric_names([metric], jobs, sweep_dir, "--metric")
+    metric = reported_metric(sweep_dir, jobs, metric)
     rows = curve_table(jobs, group_keys, metric)
     paths = [sweep_dir / CURVES_CSV, sweep_dir / CURVES_PNG]
     write_curves(rows, metric, *paths, floors=job_floors(sweep_dir, jobs, metric))
@@ -651,11 +659,7 @@ def report_overfit(sweep_dir: Path, group_keys: Sequence[str], metric: str | Non
         metric: the FID (None: the headline of the first job that logged one).
     """
     jobs = find_jobs(sweep_dir)
-    if metric is None:
-        metric = next((name for name in (job.headline() for job in jobs) if name), None)
-        if metric is None:
-            raise ReportError(f"{sweep_dir}: no job has metrics.jsonl records yet")
-    check_metric_names([metric], jobs, sweep_dir, "--metric")
+    metric = reported_metric(sweep_dir, jobs, metric)
     try:
         rises = higher_is_better(metric, None)
     except UnknownDirection as err:
@@ -706,12 +710,7 @@ def report(sweep_dir: Path, metric: str | None = None, keys: Sequence[str] | Non
         png_path: plot path (None: ``sweep_dir/sweep_report.png``).
     """
     jobs = find_jobs(sweep_dir)
-    if metric is None:
-        metric = next((name for name in (job.headline() for job in jobs) if name), None)
-        if metric is None:
-            raise ReportError(f"{sweep_dir}: none of its {len(jobs)} job(s) has metrics.jsonl "
-                              f"records yet; run with metrics=toy|digits|fid50k")
-    check_metric_names([metric], jobs, sweep_dir, "--metric")
+    metric = reported_metric(sweep_dir, jobs, metric)
     keys = list(keys) if keys else swept_keys(jobs, sweeper_keys(sweep_dir))
     rows = build_table(jobs, keys, metric, direction)
     csv_path = csv_path or sweep_dir / CSV_NAME

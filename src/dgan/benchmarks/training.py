@@ -1,25 +1,7 @@
-"""Benchmark of training, generation and metric features: what ``python -m dgan.bench`` measures.
-
-Measures on whatever device is present, with warm-up and repeats, prints a table and writes a
-JSON file (default ``bench_results/bench-<device>-<time>.json``):
-
-- training throughput (images/s, sec/kimg) of the full training step of each preset, with the
-  diffusion and with ``diffusion=none``, and their ratio (the diffusion overhead);
-- the cost of the diffusion itself (t sampling + q_sample, forward and backward) per step;
-- G_ema generation throughput and metric throughput (the FID metric object's `update`:
-  feature extraction and moments);
-- peak memory (CUDA max allocated on a GPU, the process's max RSS on CPU).
-
-The networks and the module are built from the real configs (Hydra's compose API on conf/) and
-trained by a real Lightning ``Trainer`` running ``DiffusionGAN.training_step``, so precision,
-manual backward, optimizers and the adaptive-diffusion callback are all the ones of training.
-Only the data is synthetic (random images in memory) and logging is off.
-
-Lazy regularisation is amortised exactly: before each timed step the module's step counter is
-set so that the step runs a chosen set of phases (main only, + R1, + path length, ...). Each set
-is timed and weighted by how often it occurs in one period of the lazy intervals, which gives
-the average step without timing a whole period of a slow preset.
-"""
+"""The measurements of ``python -m dgan.bench`` (see its docstring for what each one means):
+the training step of a preset with and without the diffusion, run by a real Trainer on the
+module the run assembly builds, the diffusion's own cost, generation and feature throughput,
+peak memory, and the table and JSON of the results."""
 
 from __future__ import annotations
 
