@@ -153,29 +153,35 @@ $(REPRO_DIR)/insgen/digits_stylegan2/.done: $(STAMP)
 	touch $@
 
 # The mechanism where it can act (docs/results.md, "Limited data until D overfits"): the default
-# job's recipe on 100 digits for 300 kimg (3,000 passes over the subset), four arms of four
-# seeds, each arm split in two multiruns so that -j2 keeps both cores busy: plain, the
+# job's recipe on a small subset of the digits, trained for thousands of passes over it, four
+# seeds per arm, each arm split in two multiruns so that -j2 keeps both cores busy: plain, the
 # diffusion (the paper's d_target 0.6, the short-run rate) and ADA without the diffusion (the
 # positive control); OVERFIT_ARMS="none stylegan2 ada stylegan2_ada" adds both together.
-# About 2.5 hours of `make -j2` on 2 cores (three arms).
-# reproduce-overfit-plain runs the plain arm alone: the setting is chosen from it.
-OVERFIT := experiment=digits_stylegan2 dataset.max_size=100 kimg=300
+# reproduce-overfit-plain runs the plain arm alone: the setting is chosen from it. The setting
+# is OVERFIT_SIZE digits, R1 gamma OVERFIT_GAMMA, OVERFIT_KIMG kimg (a directory of its own).
+# Each run of 300 kimg takes 25-30 minutes of one core.
+OVERFIT_SIZE ?= 100
+OVERFIT_GAMMA ?= 1
+OVERFIT_KIMG ?= 300
+OVERFIT := experiment=digits_stylegan2 dataset.max_size=$(OVERFIT_SIZE) kimg=$(OVERFIT_KIMG) \
+	model.loss.r1_gamma=$(OVERFIT_GAMMA)
+OVERFIT_DIR := $(REPRO_DIR)/overfit/n$(OVERFIT_SIZE)_g$(OVERFIT_GAMMA)_k$(OVERFIT_KIMG)
 OVERFIT_SEEDS := 0,1 2,3
 OVERFIT_ARMS ?= none stylegan2 ada
 overfit_arm_none := diffusion=none augment=none
 overfit_arm_stylegan2 := diffusion=stylegan2 augment=none
 overfit_arm_ada := diffusion=none augment=ada
 overfit_arm_stylegan2_ada := diffusion=stylegan2 augment=ada
-overfit_done = $(foreach s,$(OVERFIT_SEEDS),$(REPRO_DIR)/overfit/$(1)/seeds$(subst $(comma),-,$(s))/.done)
+overfit_done = $(foreach s,$(OVERFIT_SEEDS),$(OVERFIT_DIR)/$(1)/seeds$(subst $(comma),-,$(s))/.done)
 comma := ,
 
 reproduce-overfit-plain: $(call overfit_done,none)
-	$(REPORT) $(REPRO_DIR)/overfit/none --curves
+	$(REPORT) $(OVERFIT_DIR)/none --group-by diffusion --curves --overfit
 
 reproduce-overfit: $(foreach arm,$(OVERFIT_ARMS),$(call overfit_done,$(arm)))
-	$(REPORT) $(REPRO_DIR)/overfit --group-by diffusion,augment --curves --overfit
+	$(REPORT) $(OVERFIT_DIR) --group-by diffusion,augment --curves --overfit
 
-$(REPRO_DIR)/overfit/%/.done: $(STAMP)
+$(OVERFIT_DIR)/%/.done: $(STAMP)
 	$(TRAIN_M) $(OVERFIT) $(overfit_arm_$(word 1,$(subst /, ,$*))) \
 		seed=$(subst -,$(comma),$(patsubst seeds%,%,$(word 2,$(subst /, ,$*)))) \
 		hydra.sweep.dir=$(@D)
