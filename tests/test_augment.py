@@ -23,7 +23,7 @@ from dgan.augment import (
     resample,
 )
 from dgan.augment.ada import DEFAULT_FILTER_BETA, DEFAULT_FILTER_TAPS
-from dgan.augment.probability import AugmentProbability
+from dgan.callbacks.adaptive_probability import AdaptiveProbability
 
 SIZE = 16
 SMALL = 8
@@ -397,7 +397,13 @@ class _Module(torch.nn.Module):
         pass
 
 
-def _step(callback: AugmentProbability, module: _Module, real_sign: float, n: int = 16) -> None:
+def _ada_p(module: _Module, **kwargs) -> AdaptiveProbability:
+    """The controller of ``module.augment``'s p, as the run builder makes it."""
+    return AdaptiveProbability(module.augment, drives="augment", follow=module.diffusion,
+                               **kwargs)
+
+
+def _step(callback: AdaptiveProbability, module: _Module, real_sign: float, n: int = 16) -> None:
     signs = real_sign * torch.ones(n)
     outputs = {"real_signs": signs.sum(), "real_count": torch.tensor(float(n))}
     callback.on_train_batch_start(_Trainer(), module, None, 0)
@@ -409,7 +415,7 @@ def test_without_diffusion_ada_p_follows_its_own_heuristic() -> None:
     batch, interval, ada_kimg = 16, 4, 2.0
     step = batch * interval / (ada_kimg * 1000)
     module = _Module(batch_size=batch)
-    callback = AugmentProbability(interval=interval, ada_kimg=ada_kimg)
+    callback = _ada_p(module, interval=interval, ada_kimg=ada_kimg)
     for i in range(interval):
         _step(callback, module, +1.0, batch)  # r_t = 1 > target 0.6: D overfits
         expected = step if i == interval - 1 else 0.0  # nothing moves between updates
@@ -427,20 +433,20 @@ def test_with_diffusion_ada_p_is_the_diffusions_capped() -> None:
 
     diffusion = Diffusion()
     module = _Module(diffusion=diffusion)
-    callback = AugmentProbability(ada_maxp=0.25)
+    callback = _ada_p(module, ada_maxp=0.25)
     for p, expected in ((0.1, 0.1), (0.9, 0.25)):
         diffusion.set_p(p)
         _step(callback, module, +1.0)
         assert module.augment.p.item() == pytest.approx(expected)
-    with pytest.raises(ValueError, match="ada_maxp"):
-        AugmentProbability(ada_maxp=2.0)
 
 
 def test_ada_p_state_round_trips() -> None:
-    source, module = AugmentProbability(interval=4, ada_kimg=1.0), _Module()
+    module = _Module()
+    source = _ada_p(module, interval=4, ada_kimg=1.0)
     for _ in range(6):  # one update and two steps into the next interval
         _step(source, module, +1.0)
-    target, copy = AugmentProbability(interval=4, ada_kimg=1.0), _Module()
+    copy = _Module()
+    target = _ada_p(copy, interval=4, ada_kimg=1.0)
     target.load_state_dict(source.state_dict())
     copy.augment.load_state_dict(module.augment.state_dict())
     for _ in range(2):
@@ -465,3 +471,13 @@ def test_augmentation_grid_restores_state(make) -> None:
     assert _changed(grid[-x.shape[0] :], x).all()
     assert torch.equal(module.p, twin.p)
     assert torch.equal(module(x), twin(x))  # the random stream is where it was
+
+
+def test_the_two_controllers_have_their_own_checkpoint_keys() -> None:
+    # One class drives both p's; their states must not overwrite each other in a checkpoint,
+    # and checkpoints written when they were two classes keep resuming under these keys.
+    from dgan.diffusion import Diffusion
+
+    module = _Module(diffusion=Diffusion())
+    keys = [AdaptiveProbability(module.diffusion).state_key, _ada_p(module).state_key]
+    assert keys == ["AdaptiveDiffusion", "AugmentProbability"]

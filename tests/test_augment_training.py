@@ -11,7 +11,8 @@ import lightning as L
 import pytest
 import torch
 
-from dgan.augment import AdaptiveAugment, AugmentProbability, DiffAugment
+from dgan.augment import AdaptiveAugment, DiffAugment
+from dgan.callbacks.adaptive_probability import AdaptiveProbability
 from dgan.callbacks.preemption import Preempted
 
 from .conftest import fit_in_process
@@ -47,7 +48,11 @@ def test_ada_p_is_the_diffusions_capped(tmp_path: Path) -> None:
     run = fit_in_process([*TINY, "augment=ada", "kimg=0.048", "diffusion.p_init=0.5",
                            *FAST_P], tmp_path / "run", probe)
     assert isinstance(run.module.augment, AdaptiveAugment)
-    assert any(isinstance(cb, AugmentProbability) for cb in run.trainer.callbacks)
+    # The module owns both controllers, and Lightning keeps both (same class, two objects).
+    controllers = [cb for cb in run.trainer.callbacks if isinstance(cb, AdaptiveProbability)]
+    assert {id(cb.driven) for cb in controllers} == {id(run.module.augment),
+                                                     id(run.module.diffusion)}
+    assert run.module.augment_p.follow is run.module.diffusion
     for diffusion_p, ada_p in probe.seen:
         assert ada_p == pytest.approx(min(diffusion_p, 0.25))
     assert max(p for p, _ in probe.seen) > 0.25
@@ -58,20 +63,20 @@ def test_without_diffusion_ada_p_follows_its_own_heuristic(tmp_path: Path) -> No
     probe = _PProbe()
     target, ada_kimg, interval, batch = 0.3, 0.05, 4, 4
     run = fit_in_process([*TINY, "augment=ada", "diffusion=none", "kimg=0.048",
-                           f"augment_p.ada_kimg={ada_kimg}", f"augment_p.target={target}"],
+                           f"augment_p.ada_kimg={ada_kimg}", f"augment_p.d_target={target}"],
                           tmp_path / "run", probe)
     assert run.module.diffusion is None
     # ADA's rule on the real signs the loss reported: every 4 steps p moves by
-    # sign(r_t - target) * 16 / 50, clamped to [0, 1]. The probe runs after the ADA callback,
-    # so it sees p after this step's update.
+    # sign(r_t - target) * 16 / 50, clamped to [0, 1]. The ADA controller is the module's, which
+    # Lightning calls after the trainer's callbacks: the probe sees p before this step's update.
     expected, p = [], 0.0
     for k in range(len(probe.signs)):
+        expected.append(p)
         if (k + 1) % interval == 0:
             window = probe.signs[k + 1 - interval:k + 1]
             r_t = sum(s for s, _ in window) / sum(n for _, n in window)
             step = batch * interval / (ada_kimg * 1000)
             p = min(max(p + math.copysign(step, r_t - target) * (r_t != target), 0.0), 1.0)
-        expected.append(p)
     assert [ada for _, ada in probe.seen] == pytest.approx(expected)
     assert float(run.module.augment.p) == pytest.approx(p)
 
@@ -81,7 +86,9 @@ def test_diffaug_trains_with_and_without_the_diffusion(tmp_path: Path) -> None:
         run = fit_in_process([*TINY, "augment=diffaug", f"diffusion={diffusion}", "kimg=0.016"],
                               tmp_path / diffusion)
         assert isinstance(run.module.augment, DiffAugment) and run.module.cur_step == 4
-        assert not any(isinstance(cb, AugmentProbability) for cb in run.trainer.callbacks)
+        drivers = [cb.driven for cb in run.trainer.callbacks
+                   if isinstance(cb, AdaptiveProbability)]
+        assert run.module.augment_p is None and all(d is not run.module.augment for d in drivers)
 
 
 def test_augment_none_is_no_augmentation(tmp_path: Path) -> None:
@@ -91,7 +98,7 @@ def test_augment_none_is_no_augmentation(tmp_path: Path) -> None:
 
 def test_resume_with_ada_is_exact(tmp_path: Path) -> None:
     common = [*TINY, "augment=ada", "diffusion=none", "kimg=0.04", "seed=5",
-              "augment_p.ada_kimg=0.05", "augment_p.target=0"]
+              "augment_p.ada_kimg=0.05", "augment_p.d_target=0"]
     run_dir = tmp_path / "run"
     with pytest.raises(Preempted):
         fit_in_process(common, run_dir, _SignalAt(step=6, signum=signal.SIGUSR1))

@@ -43,6 +43,7 @@ GIVEN = {
     "dgan.training.losses.InsGenLoss": {"dataset_size": 1000},
     "dgan.data.datamodule.GANDataModule": {"dataset": [(torch.zeros(2), torch.zeros(0))] * 4},
     "lightning.Trainer": {"callbacks": [], "logger": False},
+    "dgan.callbacks.adaptive_probability.AdaptiveProbability": {"driven": torch.nn.Identity()},
 }
 # The slowest a single check may take (a hang shows as a much longer one).
 MAX_SECONDS_PER_CHECK = 5.0

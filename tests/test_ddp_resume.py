@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from dgan.assembly.builder import build_run
+from dgan.callbacks.adaptive_probability import SYNC_CHECK_ENV
 from dgan.callbacks.preemption import Preempted
 from dgan.config.batch_layout import batch_layout
 from dgan.core.errors import ConfigError
-from dgan.diffusion.adaptive import SYNC_CHECK_ENV, AdaptiveDiffusion
 
 from .conftest import QUIET_TOY, REPO, compose_train, fit_in_process
 
@@ -167,7 +167,7 @@ class _StartProbe(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         d = pl_module.diffusion
-        adaptive = next(cb for cb in trainer.callbacks if isinstance(cb, AdaptiveDiffusion))
+        adaptive = pl_module.adaptive
         self.start = {"cur_nimg": pl_module.cur_nimg, "p": d.p.clone(), "T": d.T.clone(),
                       "G_ema": _weights(pl_module.G_ema), "adaptive_steps": adaptive._steps,
                       "adaptive_sums": [float(adaptive._signs), float(adaptive._count)]

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+from dgan.callbacks.adaptive_probability import AdaptiveProbability
 from dgan.diffusion import Diffusion
-from dgan.diffusion.adaptive import AdaptiveDiffusion, adjust_p
+from dgan.diffusion.adaptive import adjust_p
 
 
 def test_q_sample_mean_and_variance_per_t() -> None:
@@ -133,8 +134,9 @@ def test_bad_values_name_the_key(kwargs: dict, key: str) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "key"),
-    [({"d_target": 1.5}, "d_target"), ({"ada_kimg": 0}, "ada_kimg"), ({"interval": 0}, "interval")],
+    [({"d_target": 1.5}, "d_target"), ({"ada_kimg": 0}, "ada_kimg"), ({"interval": 0}, "interval"),
+     ({"ada_maxp": 2.0}, "ada_maxp"), ({"drives": "generator"}, "drives")],
 )
 def test_bad_adaptive_settings_name_the_key(kwargs: dict, key: str) -> None:
     with pytest.raises(ValueError, match=rf"^{key}="):
-        AdaptiveDiffusion(**kwargs)
+        AdaptiveProbability(Diffusion(), **kwargs)

@@ -36,8 +36,8 @@ def test_a_relation_holds_for_every_spelling_of_the_class(target: str) -> None:
         check_node(node, "diffusion")
 
 
-@pytest.mark.parametrize("target", ["dgan.augment.AugmentProbability",
-                                    "dgan.augment.probability.AugmentProbability"])
+@pytest.mark.parametrize("target", ["dgan.callbacks.AdaptiveProbability",
+                                    "dgan.callbacks.adaptive_probability.AdaptiveProbability"])
 def test_a_value_rule_holds_for_every_spelling_of_the_class(target: str) -> None:
     node = OmegaConf.create({"_target_": target, "ada_maxp": 2.0})
     with pytest.raises(ConfigError, match=r"augment_p\.ada_maxp=2\.0? is not valid; expected a "

@@ -101,7 +101,6 @@ def build_run(cfg: DictConfig) -> Run:
     dataset = build(cfg.dataset, "dataset")
     check_metrics_domain(cfg.get("metrics"), dataset)
     module = build_module(cfg, len(dataset))
-    augment = module.augment
     module.run_config = plain  # set after: instantiate would build the _target_s inside it
     check_data_matches_model(dataset, module)
     check_metrics_generator(cfg.get("metrics"), module.G)
@@ -111,8 +110,6 @@ def build_run(cfg: DictConfig) -> Run:
         build(node, f"callbacks.{name}") for name, node in (cfg.get("callbacks") or {}).items()
         if node is not None
     ]
-    if augment is not None and cfg.get("augment_p"):
-        callbacks.append(build(cfg.augment_p, "augment_p"))
     metrics = None
     if cfg.get("metrics") and cfg.metrics.metrics:
         metrics = build(cfg.metrics, "metrics",
@@ -160,9 +157,15 @@ def build_module(cfg: DictConfig, dataset_size: int | None) -> L.LightningModule
             of it; None leaves the loss's own setting).
     """
     diffusion = build(cfg.diffusion, "diffusion") if cfg.get("diffusion") else None
-    adaptive = build(cfg.adaptive, "adaptive") if diffusion and cfg.get("adaptive") else None
+    adaptive = (build(cfg.adaptive, "adaptive", driven=diffusion, drives="diffusion")
+                if diffusion and cfg.get("adaptive") else None)
     augment = build(cfg.augment, "augment") if cfg.get("augment") else None
+    # ADA's p: its own heuristic without the diffusion, the diffusion's p (capped) with it.
+    augment_p = (build(cfg.augment_p, "augment_p", driven=augment, drives="augment",
+                       follow=diffusion)
+                 if augment is not None and cfg.get("augment_p") else None)
     return build(cfg.model, "model", diffusion=diffusion, adaptive=adaptive, augment=augment,
+                 augment_p=augment_p,
                  total_kimg=float(cfg.kimg), **_discriminator_timesteps(cfg.model, diffusion),
                  **_loss_dataset_size(cfg.model, dataset_size))
 

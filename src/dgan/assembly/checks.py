@@ -15,7 +15,9 @@ from dgan.files.writable import check_creatable_dir
 
 # What build_run passes to each top-level target besides the node's own keys.
 BUILD_GIVEN: dict[str, tuple[str, ...]] = {
-    "model": ("diffusion", "adaptive", "augment", "total_kimg"),
+    "model": ("diffusion", "adaptive", "augment", "augment_p", "total_kimg"),
+    "adaptive": ("driven", "drives"),
+    "augment_p": ("driven", "drives", "follow"),
     "datamodule": ("dataset",),
     "metrics": ("reference_dataset",),
     "trainer": ("callbacks", "logger"),

@@ -17,7 +17,6 @@ from dgan.augment.ada import (
 )
 from dgan.augment.diffaugment import POLICIES, DiffAugment, parse_policy
 from dgan.augment.grid import augmentation_grid
-from dgan.augment.probability import AugmentProbability
 
 __all__ = [
     "BLIT_OPS",
@@ -26,7 +25,6 @@ __all__ = [
     "OPS",
     "POLICIES",
     "AdaptiveAugment",
-    "AugmentProbability",
     "DiffAugment",
     "augmentation_grid",
     "lowpass_filter",

@@ -1,8 +1,8 @@
 """The adaptive discriminator augmentation pipeline of StyleGAN2-ADA (Karras et al., 2020).
 
 Each op fires per sample with probability ``p * multiplier``; ``p`` is the overfitting knob
-that :class:`dgan.augment.AugmentProbability` moves during training (ADA's heuristic, or
-the diffusion's p). Three groups, in this order:
+that :class:`dgan.callbacks.adaptive_probability.AdaptiveProbability` moves during training
+(ADA's heuristic, or the diffusion's p). Three groups, in this order:
 
 * pixel blitting: x-flip, rotation by multiples of 90 degrees, integer translation;
 * general geometric: isotropic scaling, rotation, anisotropic scaling, rotation, fractional

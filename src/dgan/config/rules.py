@@ -311,8 +311,11 @@ BY_TARGET: dict[str, dict[str, Rule]] = {
         "clean_fraction": Num(0, 1, high_open=True),
         "p_init": PROBABILITY,
     },
-    "dgan.diffusion.adaptive.AdaptiveDiffusion": {"d_target": PROBABILITY},
-    "dgan.augment.AugmentProbability": {"ada_maxp": PROBABILITY, "target": PROBABILITY},
+    "dgan.callbacks.adaptive_probability.AdaptiveProbability": {
+        "ada_maxp": PROBABILITY,
+        "d_target": PROBABILITY,
+        "ada_kimg": POSITIVE,
+    },
     "dgan.augment.DiffAugment": {
         "policy": Rule("names", choices="dgan.augment.diffaugment:POLICIES"),
         "translation_ratio": PROBABILITY,
@@ -412,8 +415,6 @@ for _target in ("dgan.diffusion.feature_noise.FeatureDiffusion",):
 # Targets that take another target's keyword arguments (**kwargs passed on).
 BY_TARGET["dgan.networks.insgen.InstanceDiscriminator"] = BY_TARGET.setdefault(
     "dgan.networks.stylegan2.Discriminator", {})
-for _target in ("dgan.augment.AugmentProbability", "dgan.diffusion.adaptive.AdaptiveDiffusion"):
-    BY_TARGET[_target]["ada_kimg"] = POSITIVE
 BY_TARGET["dgan.training.losses.StyleGAN2Loss"] = {}
 
 # Keys of the run config with no target (the run's own scalars).

@@ -14,8 +14,9 @@ two things differ, and they are all this module adds:
   which is the ``feature_noise`` callable :class:`~dgan.networks.projected.ProjectedDiscriminator`
   takes. D is not told t.
 
-It is the module's ``diffusion``, so :class:`~dgan.diffusion.adaptive.AdaptiveDiffusion` drives
-its p from the real logits' signs exactly as it drives the pixel diffusion's.
+It is the module's ``diffusion``, so
+:class:`~dgan.callbacks.adaptive_probability.AdaptiveProbability` drives its p from the real
+logits' signs exactly as it drives the pixel diffusion's.
 """
 
 from __future__ import annotations

@@ -31,7 +31,6 @@ from dgan.core.rank_state import (
     seed_rank,
     to_cpu,
 )
-from dgan.diffusion.adaptive import AdaptiveDiffusion
 from dgan.diffusion.process import Diffusion
 from dgan.tracking.records import align_iteration, log_scalars
 from dgan.training.gradient_sync import step_network
@@ -63,6 +62,7 @@ class DiffusionGAN(L.LightningModule):
         diffusion: the adaptive forward diffusion; None trains a plain GAN.
         adaptive: the callback that adapts the diffusion's p (None: p stays where it starts).
         augment: a differentiable augmentation before the diffusion (None: none).
+        augment_p: the callback that moves the augmentation's p (None: p stays where it starts).
         batch_size: global batch per step, all ranks together.
         batch_gpu: samples per forward pass on one device; smaller than the per-rank batch
             means gradient accumulation (None: the whole per-rank batch at once).
@@ -86,8 +86,9 @@ class DiffusionGAN(L.LightningModule):
         g_reg_interval: int | None = 4,
         d_reg_interval: int | None = 16,
         diffusion: Diffusion | None = None,
-        adaptive: AdaptiveDiffusion | None = None,
+        adaptive: L.Callback | None = None,
         augment: nn.Module | None = None,
+        augment_p: L.Callback | None = None,
         batch_size: int = 64,
         batch_gpu: int | None = None,
         ema_kimg: float = 10.0,
@@ -111,6 +112,7 @@ class DiffusionGAN(L.LightningModule):
         self.diffusion = diffusion
         self.augment = augment
         self.adaptive = adaptive if diffusion is not None else None
+        self.augment_p = augment_p if augment is not None else None
         self.G_ema = copy.deepcopy(generator).eval().requires_grad_(False)
         self.phases: list[Phase] = build_phases([g_reg_interval, d_reg_interval])
         self.reg_intervals = {"G": g_reg_interval, "D": d_reg_interval}
@@ -153,8 +155,8 @@ class DiffusionGAN(L.LightningModule):
         return optimizers
 
     def configure_callbacks(self) -> list[L.Callback]:
-        # The module owns its adaptive diffusion: whoever trains it gets the update for free.
-        return [self.adaptive] if self.adaptive is not None else []
+        # The module owns the controllers of its p's: whoever trains it gets the updates for free.
+        return [cb for cb in (self.adaptive, self.augment_p) if cb is not None]
 
     def on_fit_start(self) -> None:
         if self.cur_step == 0:
