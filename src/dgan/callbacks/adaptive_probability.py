@@ -40,8 +40,8 @@ SYNC_CHECK_ENV = "DGAN_CHECK_SYNC_DIR"
 class Driven:
     """How the run names what a controller drives, in its records and checkpoints."""
 
-    record_keys: tuple[str, ...]  # logged per update: p, then T where the driven has one, then
-    #                               the sign statistic
+    # Logged per update: p, then T where the driven object has one, then the sign statistic.
+    record_keys: tuple[str, ...]
     progress_p: str  # p's name in the progress bar
     state_key: str  # the controller's key in a checkpoint's callback states
 
