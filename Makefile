@@ -156,7 +156,8 @@ $(REPRO_DIR)/insgen/digits_stylegan2/.done: $(STAMP)
 # job's recipe on a small subset of the digits, trained for thousands of passes over it, four
 # seeds per arm, each arm split in two multiruns so that -j2 keeps both cores busy: plain, the
 # diffusion (the paper's d_target 0.6, the short-run rate) and ADA without the diffusion (the
-# positive control); OVERFIT_ARMS="none stylegan2 ada stylegan2_ada" adds both together.
+# positive control); OVERFIT_ARMS="none stylegan2 ada stylegan2_ada" adds both together, and
+# stylegan2_clean0 the chain without the reference's clean half of its pool (every real diffused).
 # reproduce-overfit-plain runs the plain arm alone: the setting is chosen from it. The setting
 # is OVERFIT_SIZE digits, R1 gamma OVERFIT_GAMMA, OVERFIT_KIMG kimg (a directory of its own);
 # the defaults are the setting the search chose from plain runs: 100 digits, no R1, 300 kimg.
@@ -173,6 +174,7 @@ overfit_arm_none := diffusion=none augment=none
 overfit_arm_stylegan2 := diffusion=stylegan2 augment=none
 overfit_arm_ada := diffusion=none augment=ada
 overfit_arm_stylegan2_ada := diffusion=stylegan2 augment=ada
+overfit_arm_stylegan2_clean0 := diffusion=stylegan2 augment=none diffusion.clean_fraction=0
 overfit_done = $(foreach s,$(OVERFIT_SEEDS),$(OVERFIT_DIR)/$(1)/seeds$(subst $(comma),-,$(s))/.done)
 comma := ,
 
@@ -180,7 +182,7 @@ reproduce-overfit-plain: $(call overfit_done,none)
 	$(REPORT) $(OVERFIT_DIR)/none --group-by diffusion --curves --overfit
 
 reproduce-overfit: $(foreach arm,$(OVERFIT_ARMS),$(call overfit_done,$(arm)))
-	$(REPORT) $(OVERFIT_DIR) --group-by diffusion,augment --curves --overfit
+	$(REPORT) $(OVERFIT_DIR) --group-by diffusion,augment,diffusion.clean_fraction --curves --overfit
 
 $(OVERFIT_DIR)/%/.done: $(STAMP)
 	$(TRAIN_M) $(OVERFIT) $(overfit_arm_$(word 1,$(subst /, ,$*))) \

@@ -130,3 +130,24 @@ def test_overfit_without_the_diffusion_key_stops_before_reading_jobs(tmp_path: P
     assert report_main([str(tmp_path / "missing"), "--overfit"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--group-by diffusion" in err
+
+
+def test_arms_that_differ_in_a_chain_setting_are_each_compared_with_the_plain_arm(
+        tmp_path: Path, capsys) -> None:
+    # The plain runs have no diffusion.clean_fraction (blank): it matches either chain arm.
+    for seed in range(4):
+        _job(tmp_path, f"plain/{seed}", ["diffusion=none", f"seed={seed}"],
+             _fid_curve(20.0 + seed, 8.0), _dynamics(0.1, 1.5, None))
+        _job(tmp_path, f"half/{seed}", ["diffusion=stylegan2", "diffusion.clean_fraction=0.5",
+                                        f"seed={seed}"],
+             _fid_curve(20.0 + seed, 8.5), _dynamics(0.1, 1.6, 0.99))
+        _job(tmp_path, f"none_clean/{seed}", ["diffusion=stylegan2",
+                                              "diffusion.clean_fraction=0", f"seed={seed}"],
+             _fid_curve(18.0 + seed, 0.5), _dynamics(0.1, 0.4, 0.7))
+    assert report_main([str(tmp_path), "--group-by", "diffusion,diffusion.clean_fraction",
+                        "--overfit"]) == 0
+    out = capsys.readouterr().out
+    assert ("diffusion=stylegan2 diffusion.clean_fraction=0.5 against diffusion=none: REFUTED"
+            in out)
+    assert ("diffusion=stylegan2 diffusion.clean_fraction=0 against diffusion=none: CONFIRMED"
+            in out)

@@ -624,7 +624,9 @@ def overfit_verdicts(rows: Sequence[dict[str, Any]], group_keys: Sequence[str]
                      ) -> list[dict[str, Any]]:
     """Each group run with the chain against the group without it that shares every other
     group key (``diffusion=stylegan2 augment=ada`` against ``diffusion=none augment=ada``),
-    paired by seed: :func:`overfit_criteria.verdict`."""
+    paired by seed: :func:`overfit_criteria.verdict`. A key the plain group does not have (blank:
+    ``diffusion.clean_fraction`` of a run without a diffusion) matches any value, so arms that
+    differ only in a setting of the chain are each compared with the one plain arm."""
     if DIFFUSION_KEY not in group_keys:
         raise ReportError(f"--overfit compares the arms with and without the chain: --group-by "
                           f"must include {DIFFUSION_KEY} (got {','.join(group_keys) or 'none'})")
@@ -633,18 +635,20 @@ def overfit_verdicts(rows: Sequence[dict[str, Any]], group_keys: Sequence[str]
     for row in rows:
         key = tuple(str(row[k]) for k in group_keys)
         arms.setdefault(key, {})[row[SEED_KEY]] = row
+    plains = {key: dict(zip(group_keys, key, strict=True)) for key in arms
+              if dict(zip(group_keys, key, strict=True))[DIFFUSION_KEY] == overfit_criteria.PLAIN}
     verdicts = []
     for key, runs in arms.items():
         values = dict(zip(group_keys, key, strict=True))
-        if values[DIFFUSION_KEY] == overfit_criteria.PLAIN:
+        if key in plains:
             continue
-        base = tuple(overfit_criteria.PLAIN if k == DIFFUSION_KEY else values[k]
-                     for k in group_keys)
-        if base in arms:
+        bases = [base for base, plain in plains.items()
+                 if all(plain[k] in (values[k], "") for k in others)]
+        if len(bases) == 1:
+            plain = plains[bases[0]]
             verdicts.append({**values, "against": ", ".join(
-                f"{k}={overfit_criteria.PLAIN if k == DIFFUSION_KEY else values[k]}"
-                for k in [DIFFUSION_KEY, *others]),
-                **overfit_criteria.verdict(arms[base], runs)})
+                f"{k}={plain[k]}" for k in [DIFFUSION_KEY, *others] if plain[k] != ""),
+                **overfit_criteria.verdict(arms[bases[0]], runs)})
     return verdicts
 
 
