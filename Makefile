@@ -157,7 +157,8 @@ $(REPRO_DIR)/insgen/digits_stylegan2/.done: $(STAMP)
 # seeds per arm, each arm split in two multiruns so that -j2 keeps both cores busy: plain, the
 # diffusion (the paper's d_target 0.6, the short-run rate) and ADA without the diffusion (the
 # positive control); OVERFIT_ARMS="none stylegan2 ada stylegan2_ada" adds both together, and
-# stylegan2_clean0 the chain without the reference's clean half of its pool (every real diffused).
+# stylegan2_clean0 the chain without the reference's clean half of its pool (every real diffused;
+# the report then groups by diffusion.clean_fraction too).
 # reproduce-overfit-plain runs the plain arm alone: the setting is chosen from it. The setting
 # is OVERFIT_SIZE digits, R1 gamma OVERFIT_GAMMA, OVERFIT_KIMG kimg (a directory of its own);
 # the defaults are the setting the search chose from plain runs: 100 digits, no R1, 300 kimg.
@@ -181,8 +182,11 @@ comma := ,
 reproduce-overfit-plain: $(call overfit_done,none)
 	$(REPORT) $(OVERFIT_DIR)/none --group-by diffusion --curves --overfit
 
+# The arms are grouped by what they set: the chain's clean share only when an arm changes it.
+OVERFIT_GROUPS = diffusion,augment$(if $(filter %_clean0,$(OVERFIT_ARMS)),$(comma)diffusion.clean_fraction)
+
 reproduce-overfit: $(foreach arm,$(OVERFIT_ARMS),$(call overfit_done,$(arm)))
-	$(REPORT) $(OVERFIT_DIR) --group-by diffusion,augment,diffusion.clean_fraction --curves --overfit
+	$(REPORT) $(OVERFIT_DIR) --group-by $(OVERFIT_GROUPS) --curves --overfit
 
 $(OVERFIT_DIR)/%/.done: $(STAMP)
 	$(TRAIN_M) $(OVERFIT) $(overfit_arm_$(word 1,$(subst /, ,$*))) \

@@ -14,12 +14,15 @@ from dgan.assembly.builder import build_run
 from .conftest import REPO, compose_train
 
 TARGETS = ("reproduce-demo", "reproduce-toy", "reproduce-limited", "reproduce-augment",
-           "reproduce-projected", "reproduce-insgen")
+           "reproduce-projected", "reproduce-insgen", "reproduce-overfit",
+           "reproduce-overfit OVERFIT_ARMS=none stylegan2 ada stylegan2_ada stylegan2_clean0")
 
 
 def _commands(target: str) -> list[list[str]]:
-    """The commands ``make TARGET`` would run (``make -n``), split into words."""
-    out = subprocess.run(["make", "-n", "-B", target, "REPRO_DIR=/tmp/repro", "STAMP="],
+    """The commands ``make TARGET [VAR=VALUE]`` would run (``make -n``), split into words."""
+    name, _, variable = target.partition(" ")
+    out = subprocess.run(["make", "-n", "-B", name, *([variable] if variable else []),
+                          "REPRO_DIR=/tmp/repro", "STAMP="],
                          cwd=REPO, capture_output=True, text=True, check=True).stdout
     return [shlex.split(line) for line in out.replace("\\\n", " ").splitlines() if line.strip()]
 
