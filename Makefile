@@ -157,8 +157,7 @@ $(REPRO_DIR)/insgen/digits_stylegan2/.done: $(STAMP)
 # seeds per arm, each arm split in two multiruns so that -j2 keeps both cores busy: plain, the
 # diffusion (the paper's d_target 0.6, the short-run rate) and ADA without the diffusion (the
 # positive control); OVERFIT_ARMS="none stylegan2 ada stylegan2_ada" adds both together, and
-# stylegan2_clean0 the chain without the reference's clean half of its pool (every real diffused;
-# the report then groups by diffusion.clean_fraction too).
+# stylegan2_clean0 the chain without the reference's clean half of its pool (every real diffused).
 # reproduce-overfit-plain runs the plain arm alone: the setting is chosen from it. The setting
 # is OVERFIT_SIZE digits, R1 gamma OVERFIT_GAMMA, OVERFIT_KIMG kimg (a directory of its own);
 # the defaults are the setting the search chose from plain runs: 100 digits, no R1, 300 kimg.
@@ -172,9 +171,9 @@ OVERFIT_DIR := $(REPRO_DIR)/overfit/n$(OVERFIT_SIZE)_g$(OVERFIT_GAMMA)_k$(OVERFI
 OVERFIT_SEEDS := 0,1 2,3
 OVERFIT_ARMS ?= none stylegan2 ada
 overfit_arm_none := diffusion=none augment=none
-overfit_arm_stylegan2 := diffusion=stylegan2 augment=none
+overfit_arm_stylegan2 := diffusion=stylegan2 augment=none diffusion.clean_fraction=0.5
 overfit_arm_ada := diffusion=none augment=ada
-overfit_arm_stylegan2_ada := diffusion=stylegan2 augment=ada
+overfit_arm_stylegan2_ada := diffusion=stylegan2 augment=ada diffusion.clean_fraction=0.5
 overfit_arm_stylegan2_clean0 := diffusion=stylegan2 augment=none diffusion.clean_fraction=0
 overfit_done = $(foreach s,$(OVERFIT_SEEDS),$(OVERFIT_DIR)/$(1)/seeds$(subst $(comma),-,$(s))/.done)
 comma := ,
@@ -182,8 +181,9 @@ comma := ,
 reproduce-overfit-plain: $(call overfit_done,none)
 	$(REPORT) $(OVERFIT_DIR)/none --group-by diffusion --curves --overfit
 
-# The arms are grouped by what they set: the chain's clean share only when an arm changes it.
-OVERFIT_GROUPS = diffusion,augment$(if $(filter %_clean0,$(OVERFIT_ARMS)),$(comma)diffusion.clean_fraction)
+# The arms are grouped by all they set, the chain's clean share included (the reference's 0.5,
+# said explicitly), so that a later run of another arm into the same directory keeps its group.
+OVERFIT_GROUPS := diffusion,augment,diffusion.clean_fraction
 
 reproduce-overfit: $(foreach arm,$(OVERFIT_ARMS),$(call overfit_done,$(arm)))
 	$(REPORT) $(OVERFIT_DIR) --group-by $(OVERFIT_GROUPS) --curves --overfit
