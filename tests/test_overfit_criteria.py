@@ -151,3 +151,27 @@ def test_arms_that_differ_in_a_chain_setting_are_each_compared_with_the_plain_ar
             in out)
     assert ("diffusion=stylegan2 diffusion.clean_fraction=0 against diffusion=none: CONFIRMED"
             in out)
+
+
+def test_group_by_takes_a_config_value_no_job_overrides_and_refuses_a_typo(
+        tmp_path: Path, capsys) -> None:
+    for seed in range(2):
+        _job(tmp_path, f"plain/{seed}", ["diffusion=none", f"seed={seed}"],
+             _fid_curve(20.0, 8.0), _dynamics(0.1, 1.5, None))
+        _job(tmp_path, f"chain/{seed}", ["diffusion=stylegan2", f"seed={seed}"],
+             _fid_curve(20.0, 8.0), _dynamics(0.1, 1.5, 0.9))
+        config = tmp_path / "chain" / str(seed) / ".hydra" / "config.yaml"
+        config.write_text(yaml.safe_dump({"seed": seed, "diffusion": {"clean_fraction": 0.5},
+                                          "metrics": {"higher_is_better": False}}))
+    assert report_main([str(tmp_path), "--group-by", "diffusion,diffusion.clean_fraction",
+                        "--curves"]) == 0
+    groups = (tmp_path / "sweep_groups.md").read_text()
+    assert "| stylegan2 | 0.5 |" in groups
+    # The curves' groups are labelled the same way; a blank value is left out.
+    with (tmp_path / "sweep_curves.csv").open() as f:
+        labels = {row["group"] for row in csv.DictReader(f)}
+    assert labels == {"diffusion=none", "diffusion=stylegan2, diffusion.clean_fraction=0.5"}
+    capsys.readouterr()
+    assert report_main([str(tmp_path), "--group-by", "diffusion,diffusion.clean_fractoin"]) == 2
+    err = capsys.readouterr().err
+    assert "diffusion.clean_fractoin" in err and "no job overrides it" in err

@@ -70,6 +70,9 @@ SHOWN_YAML_ERROR = 120  # characters of a YAML parser's complaint kept in the on
 # A numeric axis spanning at least this ratio (positive values) is drawn on a log scale.
 LOG_AXIS_RATIO = 10.0
 PANEL_INCHES = (4.0, 3.2)
+# The curves' legend, under the panels: entries per row, and the height of a row.
+LEGEND_COLUMNS = 2
+LEGEND_ROW_INCHES = 0.25
 # Up to this many distinct values (a grid) are each labelled on the x axis.
 MAX_VALUE_TICKS = 8
 STAT_COLUMNS = ("metric", "final", "final_kimg", "best", "best_kimg", "evaluations")
@@ -463,15 +466,17 @@ def report_groups(sweep_dir: Path, group_keys: Sequence[str],
 
     Args:
         sweep_dir: the multirun directory.
-        group_keys: the override keys that define a group.
+        group_keys: the keys that define a group: overrides, or config values (a job that
+            left a key at its default is grouped by that value).
         metrics: the metrics to aggregate (None: every metric of the final records).
     """
     jobs = find_jobs(sweep_dir)
-    unknown = [k for k in group_keys if all(k not in job.overrides for job in jobs)]
+    unknown = [k for k in group_keys
+               if all(k not in job.overrides and k not in job.settings for job in jobs)]
     if unknown:
         keys = sorted({k for job in jobs for k in job.overrides})
-        raise ReportError(listed(f"--group-by {','.join(unknown)}: no job overrides it",
-                                 "the jobs' override keys", keys))
+        raise ReportError(listed(f"--group-by {','.join(unknown)}: no job overrides it or has "
+                                 f"it in its config", "the jobs' override keys", keys))
     if metrics:
         check_metric_names(metrics, jobs, sweep_dir, "--metrics")
     metrics = list(metrics) if metrics else final_metrics(jobs)
@@ -496,7 +501,9 @@ def curve_table(jobs: Sequence[Job], group_keys: Sequence[str], metric: str
     """
     groups: dict[str, list[Job]] = {}
     for job in jobs:
-        label = ", ".join(f"{k}={job.overrides.get(k)}" for k in group_keys) or "all jobs"
+        # Blank values (a key the job's config does not have) are left out of the label.
+        label = ", ".join(f"{k}={job.value(k)}" for k in group_keys
+                          if job.value(k) != "") or "all jobs"
         groups.setdefault(label, []).append(job)
     rows = []
     for label, members in groups.items():
@@ -540,9 +547,13 @@ def write_curves(rows: Sequence[dict[str, Any]], metric: str, csv_path: Path,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    groups = list(dict.fromkeys(row["group"] for row in rows))
+    # The legend goes under the panels, where long group labels cannot hide the curves.
+    legend_rows = math.ceil((len(groups) + len(floors)) / LEGEND_COLUMNS)
+    legend_inches = LEGEND_ROW_INCHES * legend_rows
     fig, axes = plt.subplots(1, 2, squeeze=False,
-                             figsize=(PANEL_INCHES[0] * 2, PANEL_INCHES[1]))
-    for label in dict.fromkeys(row["group"] for row in rows):
+                             figsize=(PANEL_INCHES[0] * 2, PANEL_INCHES[1] + legend_inches))
+    for label in groups:
         mine = [row for row in rows if row["group"] == label]
         mean = [row["value_mean"] for row in mine]
         std = [row["value_std"] or 0.0 for row in mine]
@@ -565,9 +576,11 @@ def write_curves(rows: Sequence[dict[str, Any]], metric: str, csv_path: Path,
         if all(row["value_mean"] > 0 for row in rows):
             ax.set_yscale("log")
         ax.grid(alpha=0.3, which="both")
-    axes[0][0].legend(fontsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=LEGEND_COLUMNS, fontsize=7,
+               frameon=False)
     axes[0][0].set_title(f"{metric}: mean ± std over seeds", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, legend_inches / (PANEL_INCHES[1] + legend_inches), 1, 1))
     fig.savefig(png_path)
     plt.close(fig)
 
