@@ -175,3 +175,9 @@ def test_group_by_takes_a_config_value_no_job_overrides_and_refuses_a_typo(
     assert report_main([str(tmp_path), "--group-by", "diffusion,diffusion.clean_fractoin"]) == 2
     err = capsys.readouterr().err
     assert "diffusion.clean_fractoin" in err and "no job overrides it" in err
+    # The printed arms leave a blank key out, as the labels do.
+    capsys.readouterr()
+    assert report_main([str(tmp_path), "--group-by", "diffusion,diffusion.clean_fraction",
+                        "--overfit"]) == 0
+    out = capsys.readouterr().out
+    assert "diffusion=none: overfits in" in out and "clean_fraction=:" not in out

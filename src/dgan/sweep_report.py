@@ -702,11 +702,11 @@ def overfit_text(rows: Sequence[dict[str, Any]], verdicts: Sequence[dict[str, An
     for row in rows:
         arms.setdefault(tuple(str(row[k]) for k in group_keys), []).append(row)
     for key, runs in arms.items():
-        name = " ".join(f"{k}={v}" for k, v in zip(group_keys, key, strict=True))
+        name = " ".join(f"{k}={v}" for k, v in zip(group_keys, key, strict=True) if v != "")
         lines.append(f"{name}: overfits in {sum(r['overfits'] for r in runs)} of {len(runs)}, "
                      f"chain on in {sum(r['chain_on'] for r in runs)} of {len(runs)}")
     for v in verdicts:
-        name = " ".join(f"{k}={v[k]}" for k in group_keys)
+        name = " ".join(f"{k}={v[k]}" for k in group_keys if str(v[k]) != "")
         lines.append(f"{name} against {v['against']}: {v['verdict'].upper()} ({v['why']}; "
                      f"paired difference {v['paired_difference']:.2f}, pooled sd "
                      f"{v['pooled_sd']:.2f}, {v['seeds']} seeds)")
