@@ -22,9 +22,11 @@ Commands run in a temporary directory where ``RUN_DIR`` is a finished tiny digit
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -253,8 +255,10 @@ def test_bash_block_command_runs(page: str, command: str, workspace, monkeypatch
                               text=True, timeout=60)
         assert done.returncode == 0, done.stderr
     else:
+        # The docs assume the project's environment is active: its python comes first.
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
         done = subprocess.run(shlex.join(words), shell=True, cwd=cwd, capture_output=True,
-                              text=True, timeout=60)
+                              text=True, timeout=60, env={**os.environ, "PATH": path})
         assert done.returncode == 0, (command, done.stderr)
 
 
