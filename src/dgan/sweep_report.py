@@ -648,11 +648,12 @@ def overfit_verdicts(rows: Sequence[dict[str, Any]], group_keys: Sequence[str]
     for row in rows:
         key = tuple(str(row[k]) for k in group_keys)
         arms.setdefault(key, {})[row[SEED_KEY]] = row
-    plains = {key: dict(zip(group_keys, key, strict=True)) for key in arms
-              if dict(zip(group_keys, key, strict=True))[DIFFUSION_KEY] == overfit_criteria.PLAIN}
+    named = {key: dict(zip(group_keys, key, strict=True)) for key in arms}
+    plains = {key: values for key, values in named.items()
+              if values[DIFFUSION_KEY] == overfit_criteria.PLAIN}
     verdicts = []
     for key, runs in arms.items():
-        values = dict(zip(group_keys, key, strict=True))
+        values = named[key]
         if key in plains:
             continue
         bases = [base for base, plain in plains.items()
