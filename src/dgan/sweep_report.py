@@ -492,6 +492,12 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float | str]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else ""
 
 
+def setting_name(values: dict[str, Any], sep: str) -> str:
+    """``key=value`` of a group's settings joined by ``sep``; a blank value (a key the job's
+    config does not have, such as the chain's settings of a run without one) is left out."""
+    return sep.join(f"{k}={v}" for k, v in values.items() if str(v) != "")
+
+
 def curve_table(jobs: Sequence[Job], group_keys: Sequence[str], metric: str
                 ) -> list[dict[str, Any]]:
     """Mean and std of ``metric``, kimg and train_seconds at each evaluation of each group.
@@ -501,9 +507,7 @@ def curve_table(jobs: Sequence[Job], group_keys: Sequence[str], metric: str
     """
     groups: dict[str, list[Job]] = {}
     for job in jobs:
-        # Blank values (a key the job's config does not have) are left out of the label.
-        label = ", ".join(f"{k}={job.value(k)}" for k in group_keys
-                          if job.value(k) != "") or "all jobs"
+        label = setting_name({k: job.value(k) for k in group_keys}, ", ") or "all jobs"
         groups.setdefault(label, []).append(job)
     rows = []
     for label, members in groups.items():
@@ -660,8 +664,8 @@ def overfit_verdicts(rows: Sequence[dict[str, Any]], group_keys: Sequence[str]
                  if all(plain[k] in (values[k], "") for k in others)]
         if len(bases) == 1:
             plain = plains[bases[0]]
-            verdicts.append({**values, "against": ", ".join(
-                f"{k}={plain[k]}" for k in [DIFFUSION_KEY, *others] if plain[k] != ""),
+            verdicts.append({**values, "against": setting_name(
+                {k: plain[k] for k in [DIFFUSION_KEY, *others]}, ", "),
                 **overfit_criteria.verdict(arms[bases[0]], runs)})
     return verdicts
 
@@ -703,11 +707,11 @@ def overfit_text(rows: Sequence[dict[str, Any]], verdicts: Sequence[dict[str, An
     for row in rows:
         arms.setdefault(tuple(str(row[k]) for k in group_keys), []).append(row)
     for key, runs in arms.items():
-        name = " ".join(f"{k}={v}" for k, v in zip(group_keys, key, strict=True) if v != "")
+        name = setting_name(dict(zip(group_keys, key, strict=True)), " ")
         lines.append(f"{name}: overfits in {sum(r['overfits'] for r in runs)} of {len(runs)}, "
                      f"chain on in {sum(r['chain_on'] for r in runs)} of {len(runs)}")
     for v in verdicts:
-        name = " ".join(f"{k}={v[k]}" for k in group_keys if str(v[k]) != "")
+        name = setting_name({k: v[k] for k in group_keys}, " ")
         lines.append(f"{name} against {v['against']}: {v['verdict'].upper()} ({v['why']}; "
                      f"paired difference {v['paired_difference']:.2f}, pooled sd "
                      f"{v['pooled_sd']:.2f}, {v['seeds']} seeds)")
