@@ -8,7 +8,7 @@ ARGS ?=
 
 .PHONY: install demo test test-slow lint format bench bench-gpu clean reproduce reproduce-toy \
 	reproduce-limited reproduce-augment reproduce-projected reproduce-insgen reproduce-demo \
-	reproduce-overfit reproduce-overfit-plain
+	reproduce-overfit reproduce-overfit-plain reproduce-tcond
 
 install: $(STAMP)
 
@@ -165,8 +165,9 @@ $(REPRO_DIR)/insgen/digits_stylegan2/.done: $(STAMP)
 OVERFIT_SIZE ?= 100
 OVERFIT_GAMMA ?= 0
 OVERFIT_KIMG ?= 300
-OVERFIT := experiment=digits_stylegan2 dataset.max_size=$(OVERFIT_SIZE) kimg=$(OVERFIT_KIMG) \
+OVERFIT_SETTING := dataset.max_size=$(OVERFIT_SIZE) kimg=$(OVERFIT_KIMG) \
 	model.loss.r1_gamma=$(OVERFIT_GAMMA)
+OVERFIT := experiment=digits_stylegan2 $(OVERFIT_SETTING)
 OVERFIT_DIR := $(REPRO_DIR)/overfit/n$(OVERFIT_SIZE)_g$(OVERFIT_GAMMA)_k$(OVERFIT_KIMG)
 OVERFIT_SEEDS := 0,1 2,3
 OVERFIT_ARMS ?= none stylegan2 ada
@@ -190,6 +191,33 @@ reproduce-overfit: $(foreach arm,$(OVERFIT_ARMS),$(call overfit_done,$(arm)))
 
 $(OVERFIT_DIR)/%/.done: $(STAMP)
 	$(TRAIN_M) $(OVERFIT) $(overfit_arm_$(word 1,$(subst /, ,$*))) \
+		seed=$(subst -,$(comma),$(patsubst seeds%,%,$(word 2,$(subst /, ,$*)))) \
+		hydra.sweep.dir=$(@D)
+	touch $@
+
+# What D knows of t and of the class (docs/results.md, "What the discriminator knows of t"): the
+# overfitting setting above with the chain on (the diffusion arm of reproduce-overfit), only D's
+# encoding of t changed, four seeds per arm. Unconditional: none / normalized / sinusoidal beside
+# the reference's raw, which is reproduce-overfit's diffusion arm (reused, not run again);
+# conditional digits (10 per class, cacc_digits2k): raw against separate, the encoding that
+# keeps the class. Seeds 0-1 of every arm come before seeds 2-3 (-j2 runs two multiruns at a
+# time). The report covers both directories, grouped by experiment and encoding.
+TCOND_DIR := $(REPRO_DIR)/tcond/n$(OVERFIT_SIZE)_g$(OVERFIT_GAMMA)_k$(OVERFIT_KIMG)
+TCOND_ARMS ?= cond_raw cond_separate none sinusoidal normalized
+TCOND_GROUPS := experiment,model.discriminator.t_conditioning
+tcond_arm_none := experiment=digits_stylegan2 model.discriminator.t_conditioning=none
+tcond_arm_normalized := experiment=digits_stylegan2 model.discriminator.t_conditioning=normalized
+tcond_arm_sinusoidal := experiment=digits_stylegan2 model.discriminator.t_conditioning=sinusoidal
+tcond_arm_cond_raw := experiment=digits_stylegan2_cond model.discriminator.t_conditioning=raw
+tcond_arm_cond_separate := experiment=digits_stylegan2_cond \
+	model.discriminator.t_conditioning=separate
+
+reproduce-tcond: $(foreach s,$(OVERFIT_SEEDS),$(foreach arm,$(TCOND_ARMS),\
+		$(TCOND_DIR)/$(arm)/seeds$(subst $(comma),-,$(s))/.done)) $(call overfit_done,stylegan2)
+	$(REPORT) $(TCOND_DIR) $(OVERFIT_DIR)/stylegan2 --group-by $(TCOND_GROUPS) --curves --overfit
+
+$(TCOND_DIR)/%/.done: $(STAMP)
+	$(TRAIN_M) $(tcond_arm_$(word 1,$(subst /, ,$*))) $(OVERFIT_SETTING) $(overfit_arm_stylegan2) \
 		seed=$(subst -,$(comma),$(patsubst seeds%,%,$(word 2,$(subst /, ,$*)))) \
 		hydra.sweep.dir=$(@D)
 	touch $@

@@ -15,7 +15,8 @@ from .conftest import REPO, compose_train
 
 TARGETS = ("reproduce-demo", "reproduce-toy", "reproduce-limited", "reproduce-augment",
            "reproduce-projected", "reproduce-insgen", "reproduce-overfit",
-           "reproduce-overfit OVERFIT_ARMS=none stylegan2 ada stylegan2_ada stylegan2_clean0")
+           "reproduce-overfit OVERFIT_ARMS=none stylegan2 ada stylegan2_ada stylegan2_clean0",
+           "reproduce-tcond")
 
 
 def _commands(target: str) -> list[list[str]]:
