@@ -204,7 +204,7 @@ $(OVERFIT_DIR)/%/.done: $(STAMP)
 # time). The report covers both directories, grouped by experiment and encoding.
 TCOND_DIR := $(REPRO_DIR)/tcond/n$(OVERFIT_SIZE)_g$(OVERFIT_GAMMA)_k$(OVERFIT_KIMG)
 TCOND_ARMS ?= cond_raw cond_separate none sinusoidal normalized
-TCOND_GROUPS := experiment,model.discriminator.t_conditioning
+TCOND_GROUPS := diffusion,experiment,model.discriminator.t_conditioning
 tcond_arm_none := experiment=digits_stylegan2 model.discriminator.t_conditioning=none
 tcond_arm_normalized := experiment=digits_stylegan2 model.discriminator.t_conditioning=normalized
 tcond_arm_sinusoidal := experiment=digits_stylegan2 model.discriminator.t_conditioning=sinusoidal

@@ -181,3 +181,34 @@ def test_group_by_takes_a_config_value_no_job_overrides_and_refuses_a_typo(
                         "--overfit"]) == 0
     out = capsys.readouterr().out
     assert "diffusion=none: overfits in" in out and "clean_fraction=:" not in out
+
+
+def test_an_arm_of_another_multirun_is_reported_beside_these(tmp_path: Path, capsys) -> None:
+    # reproduce-tcond reuses reproduce-overfit's diffusion arm: two directories, one report.
+    overfit, tcond = tmp_path / "overfit" / "n100", tmp_path / "tcond" / "n100"
+    for seed in range(2):
+        _job(overfit, f"stylegan2/{seed}", ["diffusion=stylegan2", f"seed={seed}"],
+             _fid_curve(20.0, 8.0), _dynamics(0.1, 1.5, 0.9))
+        _job(tcond, f"none/{seed}", ["diffusion=stylegan2", f"seed={seed}",
+                                     "model.discriminator.t_conditioning=none"],
+             _fid_curve(30.0, 8.0), _dynamics(0.1, 1.5, 0.9))
+        _job(tmp_path / "plain", str(seed), ["diffusion=none", f"seed={seed}"],
+             _fid_curve(10.0, 8.0), _dynamics(0.1, 1.5, None))
+    assert report_main([str(tcond), str(overfit / "stylegan2"), "--group-by",
+                        "diffusion,model.discriminator.t_conditioning", "--curves",
+                        "--overfit"]) == 0
+    out = capsys.readouterr().out
+    assert "4 job(s)" in out
+    with (tcond / "sweep_report.csv").open() as f:
+        jobs = {row["job"] for row in csv.DictReader(f)}
+    # named from the directories' common parent, so the two arms' job 0 stay apart
+    assert jobs == {f"{arm}/{seed}" for arm in ("tcond/n100/none", "overfit/n100/stylegan2")
+                    for seed in range(2)}
+    groups = (tcond / "sweep_groups.md").read_text()
+    assert "| stylegan2 | none |" in groups and "| stylegan2 |  |" in groups
+    assert {p.name for p in tcond.iterdir()} >= {"sweep_groups.md", "sweep_curves.csv",
+                                                 "sweep_overfit.csv"}
+    assert not list((overfit / "stylegan2").glob("sweep_*"))
+    capsys.readouterr()
+    assert report_main([str(tcond), str(tmp_path / "missing")]) == 2
+    assert "missing: not a directory" in capsys.readouterr().err

@@ -175,7 +175,7 @@ def test_curves_draw_the_floor(tmp_path: Path, monkeypatch) -> None:
 
     monkeypatch.setattr(matplotlib.axes.Axes, "axhline", spy)
     assert report_main([str(sweep), "--curves"]) == 0
-    assert job_floors(sweep, [], "fid") == []
+    assert job_floors([], "fid") == []
     assert drawn.count(9.5) == 2  # both panels
 
 

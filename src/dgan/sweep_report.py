@@ -1,13 +1,16 @@
 """Table and plot of a multirun: ``python -m dgan.sweep_report DIR``.
 
 ``DIR`` is a Hydra multirun directory (``multirun/RUN_NAME/DATE_TIME``): every folder under it
-with a ``.hydra/overrides.yaml`` is one job, and its ``metrics.jsonl`` (written by the metrics
-callback) holds its evaluations. The report has one row per job: the swept values, the final
-value of the headline metric, and its best value with the kimg where it was reached. The plot has
-one panel per swept key, the headline metric against the key's values.
+with a ``.hydra/overrides.yaml`` is one job (several DIRs are reported as one multirun, their
+outputs written into the first: an arm run for one comparison reused in another), and its
+``metrics.jsonl`` (written by the metrics callback) holds its evaluations. The report has one
+row per job: the swept values, the final value of the headline metric, and its best value with
+the kimg where it was reached. The plot has one panel per swept key, the headline metric against
+the key's values.
 
 Flags:
-    DIR                 the multirun directory.
+    DIR [DIR ...]       the multirun directory (several: their jobs together, outputs in the
+                        first).
     --metric NAME       metric to report (default: the headline, the first metric a job logged).
     --keys K1,K2        swept keys to report (default: the override keys whose values differ
                         between jobs; with one job, the sweeper's params).
@@ -36,6 +39,7 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import re
 import statistics
 import sys
@@ -98,7 +102,9 @@ class Job:
     """One job of a multirun.
 
     Args:
-        name: its directory relative to the multirun directory.
+        name: its directory relative to the multirun directory (to their common parent when
+            several are reported together).
+        path: its directory.
         overrides: its command-line overrides, key -> value (parsed as YAML scalars).
         records: its evaluations from metrics.jsonl, oldest first.
         higher_is_better: ``metrics.higher_is_better`` of its config (None: not given).
@@ -107,6 +113,7 @@ class Job:
     """
 
     name: str
+    path: Path
     overrides: dict[str, Any]
     records: list[dict[str, Any]]
     higher_is_better: bool | None = None
@@ -152,20 +159,45 @@ def read_yaml(path: Path) -> Any:
                           "was run") from None
 
 
-def find_jobs(sweep_dir: Path) -> list[Job]:
-    """Every job under ``sweep_dir``, in job-number order."""
-    if not sweep_dir.is_dir():
-        raise ReportError(f"{sweep_dir}: not a directory; pass a multirun directory "
-                          f"(multirun/RUN_NAME/DATE_TIME)")
+SweepDirs = Path | Sequence[Path]
+
+
+def sweep_dirs(sweep_dir: SweepDirs) -> list[Path]:
+    """The multirun directories of a report: one, or several reported as one."""
+    dirs = [sweep_dir] if isinstance(sweep_dir, Path) else [Path(d) for d in sweep_dir]
+    if not dirs:
+        raise ReportError("no multirun directory given; pass DIR (multirun/RUN_NAME/DATE_TIME)")
+    return dirs
+
+
+def sweep_name(sweep_dir: SweepDirs) -> str:
+    """The directories as the report's messages name them."""
+    return " + ".join(str(d) for d in sweep_dirs(sweep_dir))
+
+
+def output_dir(sweep_dir: SweepDirs) -> Path:
+    """Where the report's files go: the first directory."""
+    return sweep_dirs(sweep_dir)[0]
+
+
+def find_jobs(sweep_dir: SweepDirs) -> list[Job]:
+    """Every job under the directory (or directories), in job-number order."""
+    dirs = sweep_dirs(sweep_dir)
+    for d in dirs:
+        if not d.is_dir():
+            raise ReportError(f"{d}: not a directory; pass a multirun directory "
+                              f"(multirun/RUN_NAME/DATE_TIME)")
+    root = dirs[0] if len(dirs) == 1 else Path(os.path.commonpath([d.resolve() for d in dirs]))
     jobs = []
-    for path in sweep_dir.rglob(OVERRIDES_FILE.name):
+    for path in (p for d in dirs for p in d.rglob(OVERRIDES_FILE.name)):
         if path.parent.name != OVERRIDES_FILE.parent.name:
             continue
         job_dir = path.parent.parent
         overrides = dict(parse_override(str(item)) for item in
                          (read_yaml(path) or []))
         jobs.append(Job(
-            name=job_dir.relative_to(sweep_dir).as_posix(),
+            name=(job_dir if len(dirs) == 1 else job_dir.resolve()).relative_to(root).as_posix(),
+            path=job_dir,
             overrides=overrides,
             records=read_metrics(job_dir),
             higher_is_better=_configured_direction(job_dir / CONFIG_FILE),
@@ -173,7 +205,7 @@ def find_jobs(sweep_dir: Path) -> list[Job]:
         ))
     if not jobs:
         raise ReportError(
-            f"{sweep_dir}: no jobs (no */{OVERRIDES_FILE.as_posix()} under it); pass the "
+            f"{sweep_name(dirs)}: no jobs (no */{OVERRIDES_FILE.as_posix()} under it); pass the "
             f"directory of a multirun, e.g. multirun/RUN_NAME/DATE_TIME"
         )
     return sorted(jobs, key=lambda job: _natural_key(job.name))
@@ -214,14 +246,16 @@ def _configured_direction(config_file: Path) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
-def sweeper_keys(sweep_dir: Path) -> list[str]:
-    """Keys of ``hydra.sweeper.params`` in the multirun's saved config (empty if none)."""
-    path = sweep_dir / MULTIRUN_FILE
-    if not path.exists():
-        return []
-    config = read_yaml(path) or {}
-    params = ((config.get("hydra") or {}).get("sweeper") or {}).get("params") or {}
-    return list(params)
+def sweeper_keys(sweep_dir: SweepDirs) -> list[str]:
+    """Keys of ``hydra.sweeper.params`` in the multiruns' saved configs (empty if none)."""
+    keys: list[str] = []
+    for d in sweep_dirs(sweep_dir):
+        path = d / MULTIRUN_FILE
+        if path.exists():
+            config = read_yaml(path) or {}
+            params = ((config.get("hydra") or {}).get("sweeper") or {}).get("params") or {}
+            keys += [key for key in params if key not in keys]
+    return keys
 
 
 def swept_keys(jobs: Sequence[Job], fallback: Sequence[str] = ()) -> list[str]:
@@ -341,22 +375,22 @@ def logged_metrics(jobs: Sequence[Job]) -> list[str]:
     return names
 
 
-def check_metric_names(metrics: Sequence[str], jobs: Sequence[Job], sweep_dir: Path,
+def check_metric_names(metrics: Sequence[str], jobs: Sequence[Job], sweep_dir: SweepDirs,
                        option: str) -> None:
     """Each name is a metric some job logged; otherwise one error naming the valid ones (a
     report of nothing would read as "every job failed")."""
     logged = logged_metrics(jobs)
     if not logged:
-        raise ReportError(f"{sweep_dir}: none of its {len(jobs)} job(s) has metrics.jsonl "
-                          "records yet; run with metrics=toy|digits|fid50k")
+        raise ReportError(f"{sweep_name(sweep_dir)}: none of its {len(jobs)} job(s) has "
+                          "metrics.jsonl records yet; run with metrics=toy|digits|fid50k")
     for name in metrics:
         if name not in logged:
             import difflib
 
             close = difflib.get_close_matches(name, logged, n=3, cutoff=0.5)
             hint = f" (closest: {', '.join(close)})" if close else ""
-            raise ReportError(listed(f"{option}={name}: no job of {sweep_dir} logged this "
-                                     f"metric{hint}", "logged metrics", logged))
+            raise ReportError(listed(f"{option}={name}: no job of {sweep_name(sweep_dir)} "
+                                     f"logged this metric{hint}", "logged metrics", logged))
 
 
 def final_metrics(jobs: Sequence[Job]) -> list[str]:
@@ -460,12 +494,12 @@ def write_groups(rows: Sequence[dict[str, Any]], group_keys: Sequence[str],
     plt.close(fig)
 
 
-def report_groups(sweep_dir: Path, group_keys: Sequence[str],
+def report_groups(sweep_dir: SweepDirs, group_keys: Sequence[str],
                   metrics: Sequence[str] | None = None) -> tuple[list[Path], list[dict[str, Any]]]:
     """Write the grouped CSV, Markdown and PNG of a multirun; return their paths and rows.
 
     Args:
-        sweep_dir: the multirun directory.
+        sweep_dir: the multirun directory (or several, reported together).
         group_keys: the keys that define a group: overrides, or config values (a job that
             left a key at its default is grouped by that value).
         metrics: the metrics to aggregate (None: every metric of the final records).
@@ -481,9 +515,10 @@ def report_groups(sweep_dir: Path, group_keys: Sequence[str],
         check_metric_names(metrics, jobs, sweep_dir, "--metrics")
     metrics = list(metrics) if metrics else final_metrics(jobs)
     if not metrics:
-        raise ReportError(f"{sweep_dir}: no job has metrics.jsonl records yet")
+        raise ReportError(f"{sweep_name(sweep_dir)}: no job has metrics.jsonl records yet")
     rows = group_table(jobs, group_keys, metrics)
-    paths = [sweep_dir / GROUPS_CSV, sweep_dir / GROUPS_MD, sweep_dir / GROUPS_PNG]
+    out = output_dir(sweep_dir)
+    paths = [out / GROUPS_CSV, out / GROUPS_MD, out / GROUPS_PNG]
     write_groups(rows, group_keys, metrics, *paths)
     return paths, rows
 
@@ -524,12 +559,12 @@ def curve_table(jobs: Sequence[Job], group_keys: Sequence[str], metric: str
     return rows
 
 
-def job_floors(sweep_dir: Path, jobs: Sequence[Job], metric: str) -> list[float]:
+def job_floors(jobs: Sequence[Job], metric: str) -> list[float]:
     """The distinct floors of ``metric`` (its value for the training subset itself, in each
     job's ``metric_floors.json``, written by the overfitting callback), sorted."""
     floors = set()
     for job in jobs:
-        path = sweep_dir / job.name / FLOORS_FILE
+        path = job.path / FLOORS_FILE
         if path.is_file():
             value = json.loads(path.read_text(encoding="utf-8")).get(metric)
             if value is not None:
@@ -589,32 +624,33 @@ def write_curves(rows: Sequence[dict[str, Any]], metric: str, csv_path: Path,
     plt.close(fig)
 
 
-def reported_metric(sweep_dir: Path, jobs: Sequence[Job], metric: str | None) -> str:
+def reported_metric(sweep_dir: SweepDirs, jobs: Sequence[Job], metric: str | None) -> str:
     """``metric``, checked to be logged by the jobs; None: the headline of the first job that
     logged one."""
     if metric is None:
         metric = next((name for name in (job.headline() for job in jobs) if name), None)
         if metric is None:
-            raise ReportError(f"{sweep_dir}: none of its {len(jobs)} job(s) has metrics.jsonl "
-                              f"records yet; run with metrics=toy|digits|fid50k")
+            raise ReportError(f"{sweep_name(sweep_dir)}: none of its {len(jobs)} job(s) has "
+                              f"metrics.jsonl records yet; run with metrics=toy|digits|fid50k")
     check_metric_names([metric], jobs, sweep_dir, "--metric")
     return metric
 
 
-def report_curves(sweep_dir: Path, group_keys: Sequence[str], metric: str | None = None
+def report_curves(sweep_dir: SweepDirs, group_keys: Sequence[str], metric: str | None = None
                   ) -> tuple[list[Path], list[dict[str, Any]]]:
     """Write the time-to-quality CSV and PNG of a multirun; return their paths and rows.
 
     Args:
-        sweep_dir: the multirun directory.
+        sweep_dir: the multirun directory (or several, reported together).
         group_keys: the override keys that define a group (none: one group of every job).
         metric: the metric (None: the headline of the first job that logged one).
     """
     jobs = find_jobs(sweep_dir)
     metric = reported_metric(sweep_dir, jobs, metric)
     rows = curve_table(jobs, group_keys, metric)
-    paths = [sweep_dir / CURVES_CSV, sweep_dir / CURVES_PNG]
-    write_curves(rows, metric, *paths, floors=job_floors(sweep_dir, jobs, metric))
+    out = output_dir(sweep_dir)
+    paths = [out / CURVES_CSV, out / CURVES_PNG]
+    write_curves(rows, metric, *paths, floors=job_floors(jobs, metric))
     return paths, rows
 
 
@@ -627,12 +663,12 @@ def read_dynamics(job_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def overfit_table(sweep_dir: Path, jobs: Sequence[Job], group_keys: Sequence[str],
-                  metric: str) -> list[dict[str, Any]]:
+def overfit_table(jobs: Sequence[Job], group_keys: Sequence[str], metric: str
+                  ) -> list[dict[str, Any]]:
     """One row per job: its group keys, seed, then :func:`overfit_criteria.run_overfitting`."""
     return [{"job": job.name, **{k: job.value(k) for k in group_keys},
              SEED_KEY: job.value(SEED_KEY),
-             **overfit_criteria.run_overfitting(job.records, read_dynamics(sweep_dir / job.name),
+             **overfit_criteria.run_overfitting(job.records, read_dynamics(job.path),
                                                 metric)}
             for job in jobs]
 
@@ -670,13 +706,13 @@ def overfit_verdicts(rows: Sequence[dict[str, Any]], group_keys: Sequence[str]
     return verdicts
 
 
-def report_overfit(sweep_dir: Path, group_keys: Sequence[str], metric: str | None = None
+def report_overfit(sweep_dir: SweepDirs, group_keys: Sequence[str], metric: str | None = None
                    ) -> tuple[Path, list[dict[str, Any]], list[dict[str, Any]]]:
     """Write DIR/sweep_overfit.csv (the criteria per job); return it, its rows and the
     verdicts (docs/results.md, "Limited data until D overfits").
 
     Args:
-        sweep_dir: the multirun directory.
+        sweep_dir: the multirun directory (or several, reported together).
         group_keys: the keys of the arms; must include ``diffusion``.
         metric: the FID (None: the headline of the first job that logged one).
     """
@@ -689,9 +725,9 @@ def report_overfit(sweep_dir: Path, group_keys: Sequence[str], metric: str | Non
     if rises:
         raise ReportError(f"--overfit reads a metric that falls as G improves (an FID); "
                           f"{metric} rises")
-    rows = overfit_table(sweep_dir, jobs, group_keys, metric)
+    rows = overfit_table(jobs, group_keys, metric)
     verdicts = overfit_verdicts(rows, group_keys)
-    path = sweep_dir / OVERFIT_CSV
+    path = output_dir(sweep_dir) / OVERFIT_CSV
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["job"])
         writer.writeheader()
@@ -718,13 +754,13 @@ def overfit_text(rows: Sequence[dict[str, Any]], verdicts: Sequence[dict[str, An
     return "\n".join(lines)
 
 
-def report(sweep_dir: Path, metric: str | None = None, keys: Sequence[str] | None = None,
+def report(sweep_dir: SweepDirs, metric: str | None = None, keys: Sequence[str] | None = None,
            direction: str = "auto", csv_path: Path | None = None,
            png_path: Path | None = None) -> tuple[Path, Path, list[dict[str, Any]]]:
     """Write the CSV table and the PNG plot of a multirun; return their paths and the rows.
 
     Args:
-        sweep_dir: the multirun directory.
+        sweep_dir: the multirun directory (or several, reported together).
         metric: metric to report (None: the headline of the first job that logged one).
         keys: swept keys to report (None: inferred, see :func:`swept_keys`).
         direction: auto | higher | lower, which way the metric improves.
@@ -735,8 +771,8 @@ def report(sweep_dir: Path, metric: str | None = None, keys: Sequence[str] | Non
     metric = reported_metric(sweep_dir, jobs, metric)
     keys = list(keys) if keys else swept_keys(jobs, sweeper_keys(sweep_dir))
     rows = build_table(jobs, keys, metric, direction)
-    csv_path = csv_path or sweep_dir / CSV_NAME
-    png_path = png_path or sweep_dir / PNG_NAME
+    csv_path = csv_path or output_dir(sweep_dir) / CSV_NAME
+    png_path = png_path or output_dir(sweep_dir) / PNG_NAME
     write_csv(rows, keys, csv_path)
     plot(rows, keys, metric, png_path)
     return csv_path, png_path, rows
@@ -749,8 +785,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m dgan.sweep_report",
         description="Tabulate (CSV) and plot (PNG) the headline metric of a Hydra multirun.",
     )
-    parser.add_argument("dir", type=Path, metavar="DIR",
-                        help="multirun directory (multirun/RUN_NAME/DATE_TIME)")
+    parser.add_argument("dir", type=Path, metavar="DIR", nargs="+",
+                        help="multirun directory (multirun/RUN_NAME/DATE_TIME); several are "
+                             "reported together, their files written into the first")
     parser.add_argument("--metric", default=None,
                         help="metric to report (default: the headline, the first one logged)")
     parser.add_argument("--keys", default=None,
