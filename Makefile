@@ -214,7 +214,8 @@ tcond_arm_cond_separate := experiment=digits_stylegan2_cond \
 
 reproduce-tcond: $(foreach s,$(OVERFIT_SEEDS),$(foreach arm,$(TCOND_ARMS),\
 		$(TCOND_DIR)/$(arm)/seeds$(subst $(comma),-,$(s))/.done)) $(call overfit_done,stylegan2)
-	$(REPORT) $(TCOND_DIR) $(OVERFIT_DIR)/stylegan2 --group-by $(TCOND_GROUPS) --curves --overfit
+	$(REPORT) $(TCOND_DIR) $(OVERFIT_DIR)/stylegan2 --group-by $(TCOND_GROUPS) --curves --overfit \
+		--by-t
 
 $(TCOND_DIR)/%/.done: $(STAMP)
 	$(TRAIN_M) $(tcond_arm_$(word 1,$(subst /, ,$*))) $(OVERFIT_SETTING) $(overfit_arm_stylegan2) \

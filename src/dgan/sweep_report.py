@@ -27,6 +27,11 @@ Flags:
                         group without it) against kimg and against training wall time
                         (``train_seconds`` of metrics.jsonl), mean and one standard deviation at
                         each evaluation, as DIR/sweep_curves.csv and sweep_curves.png.
+    --overfit           per job: did the FID rise from its best and D's logit gap grow, was the
+                        chain on; each arm with the chain against its plain arm
+                        (DIR/sweep_overfit.csv).
+    --by-t              D's mean real and fake logits per bucket of t, per group, over the first
+                        and the second half of the runs (DIR/sweep_by_t.csv, sweep_by_t.png).
 
 Every flag may also be written ``key=value`` (``group_by=diffusion``), as the other commands
 take them.
@@ -52,6 +57,7 @@ import yaml
 from dgan.config.cli_args import dashed
 from dgan.core.messages import listed
 from dgan.files.run_files import (
+    D_BY_T_TABLE,
     DIAGNOSTICS_DIR,
     DYNAMICS_TABLE,
     FLOORS_FILE,
@@ -60,7 +66,7 @@ from dgan.files.run_files import (
     read_metrics,
 )
 from dgan.metrics.direction import UnknownDirection, higher_is_better
-from dgan.tracking import overfit_criteria
+from dgan.tracking import logits_by_t, overfit_criteria
 
 CSV_NAME = "sweep_report.csv"
 PNG_NAME = "sweep_report.png"
@@ -86,6 +92,8 @@ GROUPS_PNG = "sweep_groups.png"
 CURVES_CSV = "sweep_curves.csv"
 CURVES_PNG = "sweep_curves.png"
 OVERFIT_CSV = "sweep_overfit.csv"
+BY_T_CSV = "sweep_by_t.csv"
+BY_T_PNG = "sweep_by_t.png"
 DIFFUSION_KEY = "diffusion"
 CURVE_COLUMNS = ("group", "evaluation", "n", "kimg_mean", "seconds_mean", "seconds_std",
                  "value_mean", "value_std")
@@ -654,6 +662,102 @@ def report_curves(sweep_dir: SweepDirs, group_keys: Sequence[str], metric: str |
     return paths, rows
 
 
+def by_t_table(jobs: Sequence[Job], group_keys: Sequence[str]) -> list[dict[str, Any]]:
+    """Per group, half of the run and bucket position of t: D's mean real and fake logits,
+    their gap and its accuracy, mean and std over the group's runs
+    (:func:`logits_by_t.group_profiles`). Runs without diagnostics/d_by_t.csv are left out."""
+    groups: dict[str, list[dict[tuple[str, int], dict[str, float]]]] = {}
+    for job in jobs:
+        profile = logits_by_t.t_profile(logits_by_t.read_logits_by_t(job.path))
+        if profile:
+            label = setting_name({k: job.value(k) for k in group_keys}, ", ") or "all jobs"
+            groups.setdefault(label, []).append(profile)
+    return [{"group": label, **row} for label, profiles in groups.items()
+            for row in logits_by_t.group_profiles(profiles)]
+
+
+def write_by_t(rows: Sequence[dict[str, Any]], csv_path: Path, png_path: Path) -> None:
+    """The table as CSV and as panels: real logit, fake logit and their gap against the bucket
+    of t (one line per group, one std band), the first half of the runs above the second."""
+    with csv_path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = list(dict.fromkeys(row["group"] for row in rows))
+    values = ("real_logit", "fake_logit", "gap")
+    legend_inches = LEGEND_ROW_INCHES * math.ceil(len(groups) / LEGEND_COLUMNS)
+    fig, axes = plt.subplots(len(logits_by_t.HALVES), len(values), squeeze=False,
+                             figsize=(PANEL_INCHES[0] * len(values),
+                                      PANEL_INCHES[1] * len(logits_by_t.HALVES) + legend_inches))
+    for i, half in enumerate(logits_by_t.HALVES):
+        for j, value in enumerate(values):
+            ax = axes[i][j]
+            for label in groups:
+                mine = [r for r in rows if r["group"] == label and r["half"] == half]
+                xs = [r["position"] for r in mine]
+                mean = [r[f"{value}_mean"] for r in mine]
+                std = [0.0 if math.isnan(r[f"{value}_std"]) else r[f"{value}_std"] for r in mine]
+                n = max((r["n"] for r in mine), default=0)
+                ax.plot(xs, mean, marker=".", label=f"{label} (n={n})")
+                ax.fill_between(xs, [m - d for m, d in zip(mean, std, strict=True)],
+                                [m + d for m, d in zip(mean, std, strict=True)], alpha=0.2)
+            ax.axhline(0.0, color="black", lw=0.6)
+            ax.set_title(f"D's {value.replace('_', ' ')}, {half} half of the run", fontsize=9)
+            ax.set_xlabel("bucket of t (0: clean; then tenths of [1, T], low to high)")
+            ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=LEGEND_COLUMNS, fontsize=7,
+               frameon=False)
+    total = PANEL_INCHES[1] * len(logits_by_t.HALVES) + legend_inches
+    fig.tight_layout(rect=(0, legend_inches / total, 1, 1))
+    fig.savefig(png_path)
+    plt.close(fig)
+
+
+def by_t_text(rows: Sequence[dict[str, Any]]) -> str:
+    """Per group: D's real-minus-fake logit gap, second half of the runs, at the clean bucket,
+    the lowest and the highest bucket of t (mean ± std over runs)."""
+    lines = []
+    for label in dict.fromkeys(row["group"] for row in rows):
+        late = [r for r in rows if r["group"] == label and r["half"] == logits_by_t.HALVES[-1]]
+        if not late:
+            continue
+        picks = (("clean", late[0]), ("lowest t", late[min(1, len(late) - 1)]),
+                 ("highest t", late[-1]))
+        shown = ", ".join(f"{name} {r['gap_mean']:.2f} ± {r['gap_std']:.2f}"
+                          for name, r in picks)
+        lines.append(f"{label}: D's real-fake logit gap, second half ({late[0]['n']} runs): "
+                     f"{shown}")
+    return "\n".join(lines)
+
+
+def report_by_t(sweep_dir: SweepDirs, group_keys: Sequence[str]
+                ) -> tuple[list[Path], list[dict[str, Any]]]:
+    """Write DIR/sweep_by_t.csv and .png (D's logits by bucket of t, per group); return their
+    paths and rows.
+
+    Args:
+        sweep_dir: the multirun directory (or several, reported together).
+        group_keys: the keys of the groups (none: one group of every job).
+    """
+    jobs = find_jobs(sweep_dir)
+    rows = by_t_table(jobs, group_keys)
+    if not rows:
+        raise ReportError(f"{sweep_name(sweep_dir)}: no job has "
+                          f"{DIAGNOSTICS_DIR}/{D_BY_T_TABLE}; --by-t reads the "
+                          f"diffusion diagnostics (callbacks.diffusion_diagnostics)")
+    out = output_dir(sweep_dir)
+    paths = [out / BY_T_CSV, out / BY_T_PNG]
+    write_by_t(rows, *paths)
+    return paths, rows
+
+
 def read_dynamics(job_dir: Path) -> list[dict[str, str]]:
     """The overfitting callback's table of a job (none when it did not write one)."""
     path = job_dir / DIAGNOSTICS_DIR / DYNAMICS_TABLE
@@ -809,6 +913,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="per job: did the FID rise from its best and D's logit gap grow, "
                              "was the chain on; each arm with the chain against its plain arm, "
                              f"by --group-by (DIR/{OVERFIT_CSV})")
+    parser.add_argument("--by-t", action="store_true",
+                        help="D's real and fake logits by bucket of t, per --group-by group, "
+                             f"first and second half of the runs (DIR/{BY_T_CSV}, {BY_T_PNG})")
     parser.add_argument("--metrics", default=None,
                         help="comma-separated metrics to aggregate with --group-by "
                              "(default: every metric of the final records)")
@@ -865,6 +972,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                           args.metric)
             print(overfit_text(overfit_rows, verdicts, group_keys or []))
             print(f"overfitting per job: {path}")
+        if args.by_t:
+            paths, by_t_rows = report_by_t(args.dir, group_keys or [])
+            print(by_t_text(by_t_rows))
+            print(f"D by t: {', '.join(str(p) for p in paths)}")
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

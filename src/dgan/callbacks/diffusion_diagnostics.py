@@ -30,10 +30,9 @@ from dgan.callbacks.conditioning_report import (
     conditioning_rows,
 )
 from dgan.files.atomic import atomic_write_bytes
-from dgan.files.run_files import DIAGNOSTICS_DIR
+from dgan.files.run_files import D_BY_T_TABLE, DIAGNOSTICS_DIR
 from dgan.tracking.records import log_image_file, log_rows
 
-TABLE_FILE = "d_by_t.csv"
 HISTORY_FILE = "p_T.csv"
 COLUMNS = ["kimg", "T", "bucket", "t_lo", "t_hi", "real_logit", "fake_logit", "real_acc",
            "fake_acc", "acc"]
@@ -124,7 +123,7 @@ class DiffusionDiagnostics(L.Callback):
             self.history.append([kimg, float(diffusion.p), float(diffusion.T)])
         rows = self.score(trainer.datamodule.dataset, pl_module)
         self.last_rows = rows
-        self._append_csv(self.out_dir / TABLE_FILE, COLUMNS, rows)
+        self._append_csv(self.out_dir / D_BY_T_TABLE, COLUMNS, rows)
         plot = _plot_buckets(rows, self.out_dir / f"d_by_t_kimg{kimg:010.3f}.png", kimg)
         log_image_file(trainer, f"{DIAGNOSTICS_DIR}/d_by_t", plot, kimg, f"kimg {kimg:.1f}")
         log_rows(trainer, f"{DIAGNOSTICS_DIR}/d_by_t_table", COLUMNS, rows, kimg)

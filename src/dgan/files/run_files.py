@@ -14,6 +14,9 @@ FLOORS_FILE = "metric_floors.json"
 # (kimg, r_t, D's logits and their gap, p, T, r_d), which sweep_report --overfit reads.
 DIAGNOSTICS_DIR = "diagnostics"
 DYNAMICS_TABLE = "dynamics.csv"
+# D's mean logits and accuracy per bucket of t at each diagnostics evaluation, which
+# sweep_report --by-t reads.
+D_BY_T_TABLE = "d_by_t.csv"
 
 
 # Keys of a metrics.jsonl record that say when it was taken; every other key is a metric.
