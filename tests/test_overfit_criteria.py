@@ -212,3 +212,14 @@ def test_an_arm_of_another_multirun_is_reported_beside_these(tmp_path: Path, cap
     capsys.readouterr()
     assert report_main([str(tcond), str(tmp_path / "missing")]) == 2
     assert "missing: not a directory" in capsys.readouterr().err
+
+
+def test_a_job_continued_with_resume_is_no_setting_of_its_own(tmp_path: Path) -> None:
+    for seed in range(2):
+        _job(tmp_path, f"chain/{seed}", ["diffusion=stylegan2", f"seed={seed}",
+                                         *(["resume=auto"] if seed else [])],
+             _fid_curve(20.0, 8.0), _dynamics(0.1, 1.5, 0.9))
+    assert report_main([str(tmp_path)]) == 0
+    with (tmp_path / "sweep_report.csv").open() as f:
+        header = next(csv.reader(f))
+    assert "seed" in header and "resume" not in header
