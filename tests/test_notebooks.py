@@ -55,3 +55,21 @@ def test_notebook_runs_in_small_mode(name: str, tmp_path, monkeypatch) -> None:
     assert not errors
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert images, f"{name} drew nothing"
+
+
+def test_the_toy_notebook_runs_the_comparison_of_the_docs() -> None:
+    # docs/results.md, "25 Gaussians": make reproduce-toy's experiment and both arms.
+    import subprocess
+
+    out = subprocess.run(["make", "-n", "-B", "reproduce-toy", "REPRO_DIR=/tmp/repro",
+                          "STAMP="], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    trains = [line for line in out.splitlines() if "dgan.train" in line]
+    source = "\n".join(c.source for c in
+                       nbformat.read(NOTEBOOKS / "02_toy_mode_coverage.ipynb", as_version=4).cells)
+    experiment = {w for line in trains for w in line.split() if w.startswith("experiment=")}
+    arms = {w for line in trains for w in line.split() if w.startswith("diffusion=")}
+    assert len(experiment) == 1 and len(arms) == 2, trains
+    assert f'"{experiment.pop()}"' in source
+    assert all(f'"{arm}"' in source for arm in arms)
+    assert "has **not** been able to test that claim" in source

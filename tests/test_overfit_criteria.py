@@ -209,6 +209,9 @@ def test_an_arm_of_another_multirun_is_reported_beside_these(tmp_path: Path, cap
     assert {p.name for p in tcond.iterdir()} >= {"sweep_groups.md", "sweep_curves.csv",
                                                  "sweep_overfit.csv"}
     assert not list((overfit / "stylegan2").glob("sweep_*"))
+    # a directory inside another counts its jobs once
+    assert report_main([str(tcond), str(tcond / "none")]) == 0
+    assert "2 job(s)" in capsys.readouterr().out
     capsys.readouterr()
     assert report_main([str(tcond), str(tmp_path / "missing")]) == 2
     assert "missing: not a directory" in capsys.readouterr().err

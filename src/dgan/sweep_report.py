@@ -200,9 +200,11 @@ def find_jobs(sweep_dir: SweepDirs) -> list[Job]:
                               f"(multirun/RUN_NAME/DATE_TIME)")
     root = dirs[0] if len(dirs) == 1 else Path(os.path.commonpath([d.resolve() for d in dirs]))
     jobs = []
+    seen: set[Path] = set()  # a directory given twice, or inside another, counts its jobs once
     for path in (p for d in dirs for p in d.rglob(OVERRIDES_FILE.name)):
-        if path.parent.name != OVERRIDES_FILE.parent.name:
+        if path.parent.name != OVERRIDES_FILE.parent.name or path.resolve() in seen:
             continue
+        seen.add(path.resolve())
         job_dir = path.parent.parent
         overrides = dict(parse_override(str(item)) for item in
                          (read_yaml(path) or []))
