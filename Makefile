@@ -55,7 +55,9 @@ clean:
 # `make -j2 reproduce` runs two multiruns at a time, one thread each (2-core CPU).
 REPRO_DIR ?= multirun/reproduce
 REPRO_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-TRAIN_M := $(REPRO_ENV) $(BIN)/python -m dgan.train -m
+# resume=auto: a target stopped part-way (Ctrl-C, a reboot) continues where it stopped when it
+# is run again; the jobs that finished are left as they are.
+TRAIN_M := $(REPRO_ENV) $(BIN)/python -m dgan.train -m resume=auto
 REPORT := $(BIN)/python -m dgan.sweep_report
 
 # The longest multiruns first: -j2 starts prerequisites in the order listed. reproduce-demo

@@ -134,6 +134,35 @@ def test_cli_run_prints_run_dir_and_writes_metrics_jsonl(tmp_path) -> None:
     assert record["kimg"] >= 1 and 0 <= record["modes_covered"] <= 8
 
 
+def test_a_multirun_run_again_with_resume_auto_skips_its_finished_jobs(tmp_path) -> None:
+    # make reproduce-* runs its multiruns with resume=auto: a target stopped part-way continues
+    # when run again, and its finished jobs are left exactly as they were.
+    sweep = tmp_path / "sweep"
+    args = ("-m", "experiment=ring8", *FAST, "kimg=1", "seed=0,1", "resume=auto",
+            f"hydra.sweep.dir={sweep}")
+    first = _cli(*args, cwd=REPO)
+    assert first.returncode == 0, first.stderr[-3000:]
+    records = {s: (sweep / str(s) / "metrics.jsonl").read_text() for s in (0, 1)}
+    # job 1 interrupted before its final evaluation: its summary is gone
+    (sweep / "1" / "metrics_summary.json").unlink()
+    again = _cli(*args, cwd=REPO)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("already finished at kimg 1.024 (resume=auto): nothing to train") == 1
+    assert (sweep / "0" / "metrics.jsonl").read_text() == records[0]
+    def rows(text: str) -> list[dict]:  # the wall clock aside, the same records
+        return [{k: v for k, v in json.loads(line).items() if k != "train_seconds"}
+                for line in text.splitlines()]
+
+    # completed: the final record written again, once, with the values of the first time
+    assert rows((sweep / "1" / "metrics.jsonl").read_text()) == rows(records[1])
+    assert (sweep / "1" / "metrics_summary.json").is_file()
+    # An explicit checkpoint asks for training: one that reached kimg is refused as before.
+    last = sweep / "0" / "checkpoints" / "last.ckpt"
+    res = _cli("experiment=ring8", *FAST, "kimg=1", f"resume={last}",
+               f"hydra.run.dir={sweep / '0'}", cwd=REPO)
+    assert res.returncode == 2 and "already reached" in res.stderr
+
+
 def test_resume_refuses_a_finished_run(compose_cfg) -> None:
     cfg = compose_cfg("experiment=gaussians25", *FAST, "kimg=0.5")
     run = build_run(cfg)

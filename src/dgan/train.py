@@ -15,6 +15,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
 from dgan.assembly.builder import Run, build_run
+from dgan.assembly.resume import finished_final
 from dgan.callbacks.preemption import (
     DEFAULT_SIGNALS,
     Preempted,
@@ -95,6 +96,12 @@ def multirun_dir() -> Path | None:
 
 def _fit(cfg: DictConfig) -> float | None:
     """:func:`train` in a run directory that is this process's: build, fit, report."""
+    run_dir = Path(cfg.paths.output_dir)
+    final = finished_final(cfg.get("resume"), run_dir, float(cfg.kimg))
+    if final is not None:
+        print(f"[dgan] {run_dir} already finished at kimg {final['kimg']:g} (resume=auto): "
+              f"nothing to train; raise kimg to train longer", flush=True)
+        return next((float(v) for k, v in final.items() if k != "kimg"), None)
     run = build_run(cfg)
     print(f"[dgan] run directory: {run.run_dir}", flush=True)
     sweep = multirun_dir()

@@ -14,6 +14,9 @@ from dgan.callbacks.metrics import MetricsCallback
 from dgan.core.errors import ConfigError
 from dgan.core.state_fit import state_mismatches
 
+# Records hold kimg to 3 decimals.
+KIMG_TOLERANCE = 5e-4
+
 
 def resolve_resume(resume: str | None, run_dir: Path) -> str | None:
     """``null`` | ``auto`` (the latest checkpoint of this run dir, if any) | a path."""
@@ -25,6 +28,32 @@ def resolve_resume(resume: str | None, run_dir: Path) -> str | None:
     if not Path(resume).is_file():
         raise ConfigError(f"resume={resume!r}: no such checkpoint file; use a path, auto or null")
     return str(resume)
+
+
+def finished_final(resume: str | None, run_dir: Path, kimg: float) -> dict[str, Any] | None:
+    """With ``resume=auto``, the final values of the run ``run_dir`` holds when it already
+    trained ``kimg`` and recorded its final evaluation (``metrics_summary.json``); None when
+    there is something left to do. The same command then starts, continues and, once done,
+    leaves a run as it is: an interrupted multirun, run again, skips its finished jobs.
+
+    Args:
+        resume: the ``resume`` key (only ``auto`` can find a finished run: an explicit
+            checkpoint asks for training, and one that reached kimg is refused as before).
+        run_dir: the run directory.
+        kimg: the run's length.
+    """
+    from dgan.callbacks.metrics import SUMMARY_FILE
+
+    if resume != "auto" or not (run_dir / "checkpoints" / LAST).is_file():
+        return None
+    try:
+        summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    final = summary.get("final") if isinstance(summary, dict) else None
+    if not isinstance(final, dict) or not isinstance(final.get("kimg"), (int, float)):
+        return None
+    return final if final["kimg"] >= kimg - KIMG_TOLERANCE else None
 
 
 def continue_history(run_dir: Path, resume_kimg: float | None, loggers: list[Any]) -> None:
@@ -108,7 +137,7 @@ def drop_final_rows(run_dir: Path, kimg: float) -> None:
         except (ValueError, TypeError, AttributeError):
             kept.append(line)
             continue
-        if row_kimg < kimg - 5e-4:  # rows hold kimg to 3 decimals
+        if row_kimg < kimg - KIMG_TOLERANCE:
             kept.append(line)
     if len(kept) != len(lines):
         from dgan.files.atomic import atomic_write_bytes
