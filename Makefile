@@ -202,8 +202,10 @@ $(OVERFIT_DIR)/%/.done: $(STAMP)
 # encoding of t changed, four seeds per arm. Unconditional: none / normalized / sinusoidal beside
 # the reference's raw, which is reproduce-overfit's diffusion arm (reused, not run again);
 # conditional digits (10 per class, cacc_digits2k): raw against separate, the encoding that
-# keeps the class. Seeds 0-1 of every arm come before seeds 2-3 (-j2 runs two multiruns at a
-# time). The report covers both directories, grouped by experiment and encoding.
+# keeps the class. The conditional arms come first, and within each half seeds 0-1 of every arm
+# before seeds 2-3 (-j2 runs two multiruns at a time), so that a stopped target has compared
+# some arms over the same seeds. The report covers both directories, grouped by experiment and
+# encoding.
 TCOND_DIR := $(REPRO_DIR)/tcond/n$(OVERFIT_SIZE)_g$(OVERFIT_GAMMA)_k$(OVERFIT_KIMG)
 TCOND_ARMS ?= cond_raw cond_separate none sinusoidal normalized
 TCOND_GROUPS := diffusion,experiment,model.discriminator.t_conditioning
@@ -214,8 +216,11 @@ tcond_arm_cond_raw := experiment=digits_stylegan2_cond model.discriminator.t_con
 tcond_arm_cond_separate := experiment=digits_stylegan2_cond \
 	model.discriminator.t_conditioning=separate
 
-reproduce-tcond: $(foreach s,$(OVERFIT_SEEDS),$(foreach arm,$(TCOND_ARMS),\
-		$(TCOND_DIR)/$(arm)/seeds$(subst $(comma),-,$(s))/.done)) $(call overfit_done,stylegan2)
+tcond_done = $(foreach s,$(OVERFIT_SEEDS),$(foreach arm,$(1),\
+	$(TCOND_DIR)/$(arm)/seeds$(subst $(comma),-,$(s))/.done))
+
+reproduce-tcond: $(call tcond_done,$(filter cond_%,$(TCOND_ARMS))) \
+		$(call tcond_done,$(filter-out cond_%,$(TCOND_ARMS))) $(call overfit_done,stylegan2)
 	$(REPORT) $(TCOND_DIR) $(OVERFIT_DIR)/stylegan2 --group-by $(TCOND_GROUPS) --curves --overfit \
 		--by-t
 
