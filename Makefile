@@ -56,8 +56,11 @@ clean:
 REPRO_DIR ?= multirun/reproduce
 REPRO_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 # resume=auto: a target stopped part-way (Ctrl-C, a reboot) continues where it stopped when it
-# is run again; the jobs that finished are left as they are.
-TRAIN_M := $(REPRO_ENV) $(BIN)/python -m dgan.train -m resume=auto
+# is run again; the jobs that finished are left as they are. A job stopped by a signal saves its
+# checkpoint and exits with PREEMPTED_EXIT, not 0, so that make does not mark its multirun done.
+PREEMPTED_EXIT := 75
+REPRO_RUN := resume=auto callbacks.preemption.exit_code=$(PREEMPTED_EXIT)
+TRAIN_M := $(REPRO_ENV) $(BIN)/python -m dgan.train -m $(REPRO_RUN)
 REPORT := $(BIN)/python -m dgan.sweep_report
 
 # The longest multiruns first: -j2 starts prerequisites in the order listed. reproduce-demo
@@ -75,7 +78,7 @@ reproduce-demo: $(REPRO_DIR)/demo/digits_stylegan2/.done $(REPRO_DIR)/demo/none/
 	$(REPORT) $(REPRO_DIR)/demo --group-by experiment,diffusion --curves
 
 $(REPRO_DIR)/demo/digits_stylegan2/.done: $(STAMP)
-	$(BIN)/python -m dgan.train -m experiment=digits_stylegan2 seed=0,1,2,3,4 \
+	$(BIN)/python -m dgan.train -m $(REPRO_RUN) experiment=digits_stylegan2 seed=0,1,2,3,4 \
 		hydra.sweep.dir=$(@D)
 	touch $@
 

@@ -46,6 +46,10 @@ def test_every_reproduce_job_builds(target: str, tmp_path) -> None:
     swept: set[str] = set()
     settings: Counter[tuple[str, ...]] = Counter()
     for words in trains:
+        # a stopped target continues when run again, and a pre-empted job is not "done"
+        assert "resume=auto" in words, words
+        exit_code = next(w for w in words if w.startswith("callbacks.preemption.exit_code="))
+        assert int(exit_code.partition("=")[2]) != 0
         jobs = _jobs(words)
         settings.update(tuple(o for o in job if not o.startswith("seed=")) for job in jobs)
         for k, overrides in enumerate(jobs):

@@ -75,9 +75,9 @@ CONFIG_FILE = Path(".hydra") / "config.yaml"
 HYDRA_FILE = Path(".hydra") / "hydra.yaml"
 # A replicate, not a setting: no panel of its own in the plot.
 SEED_KEY = "seed"
-# How a run was started, not what it ran: a job continued with resume=auto is not a setting of
-# its own.
-RUN_CONTROL = ("resume", "overwrite")
+# How a run was started or stops, not what it ran: a job continued with resume=auto is not a
+# setting of its own.
+RUN_CONTROL = ("resume", "overwrite", "callbacks.preemption.exit_code")
 MULTIRUN_FILE = "multirun.yaml"
 SHOWN_YAML_ERROR = 120  # characters of a YAML parser's complaint kept in the one-line error
 # A numeric axis spanning at least this ratio (positive values) is drawn on a log scale.
@@ -272,8 +272,9 @@ def sweeper_keys(sweep_dir: SweepDirs) -> list[str]:
 
 
 def swept_keys(jobs: Sequence[Job], fallback: Sequence[str] = ()) -> list[str]:
-    """Override keys whose values differ between jobs, in command-line order (``resume`` and
-    ``overwrite`` left out: they say how a job was started, not what it ran).
+    """Override keys whose values differ between jobs, in command-line order (``resume``,
+    ``overwrite`` and the pre-emption exit code left out: they say how a job was started or
+    stops, not what it ran).
 
     Args:
         jobs: the jobs of the multirun.
