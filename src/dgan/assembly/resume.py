@@ -42,18 +42,25 @@ def finished_final(resume: str | None, run_dir: Path, kimg: float) -> dict[str, 
         run_dir: the run directory.
         kimg: the run's length.
     """
+    if resume != "auto" or resolve_resume(resume, run_dir) is None:
+        return None
+    final = recorded_final(run_dir)
+    if not final or not isinstance(final.get("kimg"), (int, float)):
+        return None
+    return final if final["kimg"] >= kimg - KIMG_TOLERANCE else None
+
+
+def recorded_final(run_dir: Path) -> dict[str, Any] | None:
+    """The final values ``metrics_summary.json`` of ``run_dir`` holds (None: no file, not
+    readable, or no final evaluation recorded)."""
     from dgan.callbacks.metrics import SUMMARY_FILE
 
-    if resume != "auto" or not (run_dir / "checkpoints" / LAST).is_file():
-        return None
     try:
         summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     except (OSError, ValueError):
         return None
     final = summary.get("final") if isinstance(summary, dict) else None
-    if not isinstance(final, dict) or not isinstance(final.get("kimg"), (int, float)):
-        return None
-    return final if final["kimg"] >= kimg - KIMG_TOLERANCE else None
+    return final if isinstance(final, dict) else None
 
 
 def continue_history(run_dir: Path, resume_kimg: float | None, loggers: list[Any]) -> None:
@@ -84,15 +91,9 @@ def final_evaluation_missing(run_dir: Path, metrics: MetricsCallback | None) -> 
     """Whether the run's end-of-training evaluation is not recorded: it has metrics, and
     ``metrics_summary.json`` is missing or holds no final values (a run killed between its last
     checkpoint and its final evaluation)."""
-    from dgan.callbacks.metrics import SUMMARY_FILE
-
     if metrics is None or not metrics.metrics:
         return False
-    try:
-        summary = json.loads((run_dir / SUMMARY_FILE).read_text())
-    except (OSError, ValueError):
-        return True
-    return not isinstance(summary, dict) or not summary.get("final")
+    return not recorded_final(run_dir)
 
 
 def drop_end_of_training_records(run_dir: Path, ckpt_path: str, kimg: float) -> None:
