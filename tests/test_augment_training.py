@@ -3,6 +3,7 @@ the diffusion, the p rules, the picture of what D sees, and an exact resume with
 
 from __future__ import annotations
 
+import csv
 import math
 import signal
 from pathlib import Path
@@ -79,6 +80,10 @@ def test_without_diffusion_ada_p_follows_its_own_heuristic(tmp_path: Path) -> No
             p = min(max(p + math.copysign(step, r_t - target) * (r_t != target), 0.0), 1.0)
     assert [ada for _, ada in probe.seen] == pytest.approx(expected)
     assert float(run.module.augment.p) == pytest.approx(p)
+    # The overfitting table records ADA's p beside r_t; the diffusion's p is absent.
+    with (tmp_path / "run" / "diagnostics" / "dynamics.csv").open() as f:
+        last = list(csv.DictReader(f))[-1]
+    assert float(last["augment_p"]) == pytest.approx(p) and math.isnan(float(last["p"]))
 
 
 def test_diffaug_trains_with_and_without_the_diffusion(tmp_path: Path) -> None:

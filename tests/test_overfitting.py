@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from dgan.callbacks.overfitting import (
+    COLUMNS,
     OverfittingMonitor,
     metric_floor,
     plot_dynamics,
@@ -73,6 +74,7 @@ def test_plain_run_logs_every_overfit_column(plain_run) -> None:
     assert len(table) >= 2 and table[-1]["kimg"] == "0.04"
     assert float(table[-1]["gap"]) == pytest.approx(float(last["overfit/gap"]), rel=1e-5)
     assert math.isnan(float(table[-1]["p"]))  # no diffusion: no p
+    assert math.isnan(float(table[-1]["augment_p"]))  # no augmentation: no augment p
     assert (run_dir / "diagnostics" / "dynamics.png").read_bytes().startswith(b"\x89PNG")
 
 
@@ -180,8 +182,8 @@ def test_curves_draw_the_floor(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_picture_without_diffusion_or_heldout(tmp_path: Path) -> None:
-    history = [[k, 0.5, 1.0, math.nan, -1.0, math.nan, math.nan, math.nan, math.nan, math.nan]
-               for k in (4.0, 8.0)]
+    history = [[k, 0.5, 1.0, math.nan, -1.0, math.nan, math.nan, math.nan, math.nan, math.nan,
+                math.nan] for k in (4.0, 8.0)]
     t_history = [[4.0, 0, 0, 1.0], [8.0, 0, 0, 1.2]]
     path = plot_dynamics(history, t_history, tmp_path / "d.png")
     assert path.read_bytes().startswith(b"\x89PNG")
@@ -225,3 +227,14 @@ def test_projected_feature_diffusion_scores_clean_features_itself() -> None:
     assert clean_t(FeatureDiffusion(), x) is None and not sees_clean_reals(FeatureDiffusion())
     assert torch.equal(clean_t(Diffusion(), x), torch.zeros(3, dtype=torch.long))
     assert clean_t(None, x) is None and sees_clean_reals(None)
+
+
+def test_a_checkpoint_with_fewer_columns_resumes_with_the_new_ones_unknown(tmp_path: Path
+                                                                           ) -> None:
+    monitor = OverfittingMonitor(tmp_path)
+    state = monitor.state_dict()
+    old_row = [4.0, 0.5, 1.0, 0.8, -1.0, 0.2, 0.1, 12.0, 0.6, 0.6]  # before augment_p
+    state["history"] = [old_row]
+    monitor.load_state_dict(state)
+    assert len(monitor.history[0]) == len(COLUMNS)
+    assert monitor.history[0][:len(old_row)] == old_row and math.isnan(monitor.history[0][-1])

@@ -18,8 +18,9 @@ The diffusion's own ``diffusion/r_d`` (diffused reals) is logged by the adaptive
 ``dataset.max_size`` and metrics against the full dataset, the FID of the training subset
 itself (its floor) is computed once per dataset, subset and metric (cached), written to
 ``metric_floors.json`` and logged as ``metrics/NAME_floor``. ``diagnostics/dynamics.png`` draws
-the run (r_d with its target, r_t, p and T; the logits and their gap; D's mean logit per t
-bucket of the training reals), with its values in ``dynamics.csv`` and ``dynamics_t.csv``.
+the run (r_d with its target, r_t, p and T, the augmentation's p; the logits and their gap; D's
+mean logit per t bucket of the training reals), with its values in ``dynamics.csv`` and
+``dynamics_t.csv``.
 """
 
 from __future__ import annotations
@@ -51,8 +52,10 @@ PICTURE = "dynamics.png"
 TABLE = DYNAMICS_TABLE
 T_TABLE = "dynamics_t.csv"
 FLOOR_SUFFIX = "_floor"
+# p and T are the diffusion's; augment_p is the augmentation's (ADA's or DiffAugment's), so that
+# an ADA run without the diffusion shows its own adaptive p beside r_t.
 COLUMNS = ["kimg", "r_t", "logit_train", "logit_heldout", "logit_fake", "gap", "p", "T", "r_d",
-           "d_target"]
+           "d_target", "augment_p"]
 T_COLUMNS = ["kimg", "t_lo", "t_hi", "logit"]
 # The heat map's colour bar, in axes coordinates of its panel (right of it, full height).
 COLORBAR_BOX = (1.01, 0.0, 0.02, 1.0)
@@ -174,12 +177,14 @@ class OverfittingMonitor(L.Callback):
         scores, buckets = self.score(trainer.datamodule.dataset, pl_module)
         gap = scores["logit_train"] - scores["logit_heldout"]
         diffusion, adaptive = pl_module.diffusion, getattr(pl_module, "adaptive", None)
+        augment = getattr(pl_module, "augment", None)
         last_r_d = getattr(adaptive, "last_r_d", None)
         row = {"kimg": kimg, "r_t": r_t, **scores, "gap": gap,
                "p": float(diffusion.p) if diffusion is not None else math.nan,
                "T": float(diffusion.T) if diffusion is not None else math.nan,
                "r_d": float(last_r_d) if last_r_d is not None else math.nan,
-               "d_target": float(adaptive.d_target) if adaptive is not None else math.nan}
+               "d_target": float(adaptive.d_target) if adaptive is not None else math.nan,
+               "augment_p": float(augment.p) if augment is not None else math.nan}
         self.history.append([row[key] for key in COLUMNS])
         self.t_history.extend([kimg, lo, hi, logit] for lo, hi, logit in buckets)
         logged = {f"{PREFIX}/{key}": row[key] for key in
@@ -325,7 +330,10 @@ class OverfittingMonitor(L.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.cadence.load_state_dict(state_dict)
         self.picture_cadence.next_kimg = float(state_dict["picture_next_kimg"])
-        self.history = [list(row) for row in state_dict["history"]]
+        # A checkpoint written before a column was added holds shorter rows: the new column is
+        # unknown (nan) over that part of the run.
+        self.history = [list(row) + [math.nan] * (len(COLUMNS) - len(row))
+                        for row in state_dict["history"]]
         self.t_history = [list(row) for row in state_dict["t_history"]]
         sums = state_dict.get("sums")
         self._sums = None if sums is None else torch.tensor(sums)
@@ -394,9 +402,9 @@ def metric_floor(name: str, train: Any, reference: Any, cache_dir: Path | None,
 
 def plot_dynamics(history: list[list[float]], t_history: list[list[float]], path: Path,
                   floors: dict[str, float] | None = None) -> Path:
-    """Three panels over kimg: r_d with d_target, r_t and p (T on p's right-hand scale); D's
-    logits on training, held-out and generated images with their gap; D's mean logit of the
-    training reals per t bucket."""
+    """Three panels over kimg: r_d with d_target, r_t, p (T on p's right-hand scale) and the
+    augmentation's p; D's logits on training, held-out and generated images with their gap; D's
+    mean logit of the training reals per t bucket."""
     from dgan.callbacks.diffusion_diagnostics import _figure, _save
 
     plt = _figure()
@@ -416,8 +424,10 @@ def plot_dynamics(history: list[list[float]], t_history: list[list[float]], path
         ax_r.plot(kimg, col["p"], "-", color="tab:blue", label="p")
         points = [(p, T) for p, T in zip(col["p"], col["T"], strict=True) if _finite(p)]
         _t_scale(ax_r, points)
+    if has("augment_p"):
+        ax_r.plot(kimg, col["augment_p"], "--", color="tab:green", label="augment p")
     ax_r.axhline(0, color="gray", lw=0.6)
-    ax_r.set_ylabel("r_d, r_t, p")
+    ax_r.set_ylabel("r_d, r_t, p, augment p")
     ax_r.legend(fontsize=7, loc="best")
     ax_r.set_title("overfitting heuristics and the chain")
 
