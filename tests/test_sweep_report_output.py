@@ -70,3 +70,24 @@ def test_the_seeds_get_no_panel(sweep: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record)
     sweep_report.report(sweep)
     assert panels == ["diffusion"]
+
+
+def test_out_takes_every_file_and_leaves_the_multirun_untouched(sweep: Path, tmp_path: Path
+                                                                ) -> None:
+    before = sorted(p.relative_to(sweep) for p in sweep.rglob("*"))
+    out = tmp_path.parent / f"{tmp_path.name}_report" / "nested"
+    assert report_main([str(sweep), "--group-by", "diffusion", "--curves", "--out",
+                        str(out)]) == 0
+    assert sorted(p.relative_to(sweep) for p in sweep.rglob("*")) == before
+    assert {p.name for p in out.iterdir()} == {
+        sweep_report.CSV_NAME, sweep_report.PNG_NAME, sweep_report.GROUPS_CSV,
+        sweep_report.GROUPS_MD, sweep_report.GROUPS_PNG, sweep_report.CURVES_CSV,
+        sweep_report.CURVES_PNG}
+
+
+def test_out_that_is_a_file_is_refused_before_any_job_is_read(
+        sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "report.txt"
+    target.write_text("not a directory")
+    assert report_main([str(sweep / "no-such-dir"), "--out", str(target)]) == 2
+    assert f"--out={target}: is a file" in capsys.readouterr().err

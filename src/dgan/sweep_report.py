@@ -11,6 +11,7 @@ the key's values.
 Flags:
     DIR [DIR ...]       the multirun directory (several: their jobs together, outputs in the
                         first).
+    --out OUT           the directory for every file of the report instead of the first DIR.
     --metric NAME       metric to report (default: the headline, the first metric a job logged).
     --keys K1,K2        swept keys to report (default: the override keys whose values differ
                         between jobs; with one job, the sweeper's params).
@@ -186,9 +187,10 @@ def sweep_name(sweep_dir: SweepDirs) -> str:
     return " + ".join(str(d) for d in sweep_dirs(sweep_dir))
 
 
-def output_dir(sweep_dir: SweepDirs) -> Path:
-    """Where the report's files go: the first directory."""
-    return sweep_dirs(sweep_dir)[0]
+def output_dir(sweep_dir: SweepDirs, out_dir: Path | None = None) -> Path:
+    """Where the report's files go: ``out_dir`` when given (``--out``), else the first
+    directory."""
+    return out_dir if out_dir is not None else sweep_dirs(sweep_dir)[0]
 
 
 def find_jobs(sweep_dir: SweepDirs) -> list[Job]:
@@ -510,7 +512,8 @@ def write_groups(rows: Sequence[dict[str, Any]], group_keys: Sequence[str],
 
 
 def report_groups(sweep_dir: SweepDirs, group_keys: Sequence[str],
-                  metrics: Sequence[str] | None = None) -> tuple[list[Path], list[dict[str, Any]]]:
+                  metrics: Sequence[str] | None = None, out_dir: Path | None = None
+                  ) -> tuple[list[Path], list[dict[str, Any]]]:
     """Write the grouped CSV, Markdown and PNG of a multirun; return their paths and rows.
 
     Args:
@@ -518,6 +521,7 @@ def report_groups(sweep_dir: SweepDirs, group_keys: Sequence[str],
         group_keys: the keys that define a group: overrides, or config values (a job that
             left a key at its default is grouped by that value).
         metrics: the metrics to aggregate (None: every metric of the final records).
+        out_dir: where the files go (None: the first directory).
     """
     jobs = find_jobs(sweep_dir)
     unknown = [k for k in group_keys
@@ -532,7 +536,7 @@ def report_groups(sweep_dir: SweepDirs, group_keys: Sequence[str],
     if not metrics:
         raise ReportError(f"{sweep_name(sweep_dir)}: no job has metrics.jsonl records yet")
     rows = group_table(jobs, group_keys, metrics)
-    out = output_dir(sweep_dir)
+    out = output_dir(sweep_dir, out_dir)
     paths = [out / GROUPS_CSV, out / GROUPS_MD, out / GROUPS_PNG]
     write_groups(rows, group_keys, metrics, *paths)
     return paths, rows
@@ -651,19 +655,20 @@ def reported_metric(sweep_dir: SweepDirs, jobs: Sequence[Job], metric: str | Non
     return metric
 
 
-def report_curves(sweep_dir: SweepDirs, group_keys: Sequence[str], metric: str | None = None
-                  ) -> tuple[list[Path], list[dict[str, Any]]]:
+def report_curves(sweep_dir: SweepDirs, group_keys: Sequence[str], metric: str | None = None,
+                  out_dir: Path | None = None) -> tuple[list[Path], list[dict[str, Any]]]:
     """Write the time-to-quality CSV and PNG of a multirun; return their paths and rows.
 
     Args:
         sweep_dir: the multirun directory (or several, reported together).
         group_keys: the override keys that define a group (none: one group of every job).
         metric: the metric (None: the headline of the first job that logged one).
+        out_dir: where the files go (None: the first directory).
     """
     jobs = find_jobs(sweep_dir)
     metric = reported_metric(sweep_dir, jobs, metric)
     rows = curve_table(jobs, group_keys, metric)
-    out = output_dir(sweep_dir)
+    out = output_dir(sweep_dir, out_dir)
     paths = [out / CURVES_CSV, out / CURVES_PNG]
     write_curves(rows, metric, *paths, floors=job_floors(jobs, metric))
     return paths, rows
@@ -744,7 +749,7 @@ def by_t_text(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def report_by_t(sweep_dir: SweepDirs, group_keys: Sequence[str]
+def report_by_t(sweep_dir: SweepDirs, group_keys: Sequence[str], out_dir: Path | None = None
                 ) -> tuple[list[Path], list[dict[str, Any]]]:
     """Write DIR/sweep_by_t.csv and .png (D's logits by bucket of t, per group); return their
     paths and rows.
@@ -752,6 +757,7 @@ def report_by_t(sweep_dir: SweepDirs, group_keys: Sequence[str]
     Args:
         sweep_dir: the multirun directory (or several, reported together).
         group_keys: the keys of the groups (none: one group of every job).
+        out_dir: where the files go (None: the first directory).
     """
     jobs = find_jobs(sweep_dir)
     rows = by_t_table(jobs, group_keys)
@@ -759,7 +765,7 @@ def report_by_t(sweep_dir: SweepDirs, group_keys: Sequence[str]
         raise ReportError(f"{sweep_name(sweep_dir)}: no job has "
                           f"{DIAGNOSTICS_DIR}/{D_BY_T_TABLE}; --by-t reads the "
                           f"diffusion diagnostics (callbacks.diffusion_diagnostics)")
-    out = output_dir(sweep_dir)
+    out = output_dir(sweep_dir, out_dir)
     paths = [out / BY_T_CSV, out / BY_T_PNG]
     write_by_t(rows, *paths)
     return paths, rows
@@ -817,7 +823,8 @@ def overfit_verdicts(rows: Sequence[dict[str, Any]], group_keys: Sequence[str]
     return verdicts
 
 
-def report_overfit(sweep_dir: SweepDirs, group_keys: Sequence[str], metric: str | None = None
+def report_overfit(sweep_dir: SweepDirs, group_keys: Sequence[str], metric: str | None = None,
+                   out_dir: Path | None = None
                    ) -> tuple[Path, list[dict[str, Any]], list[dict[str, Any]]]:
     """Write DIR/sweep_overfit.csv (the criteria per job); return it, its rows and the
     verdicts (docs/results.md, "Limited data until D overfits").
@@ -826,6 +833,7 @@ def report_overfit(sweep_dir: SweepDirs, group_keys: Sequence[str], metric: str 
         sweep_dir: the multirun directory (or several, reported together).
         group_keys: the keys of the arms; must include ``diffusion``.
         metric: the FID (None: the headline of the first job that logged one).
+        out_dir: where the file goes (None: the first directory).
     """
     jobs = find_jobs(sweep_dir)
     metric = reported_metric(sweep_dir, jobs, metric)
@@ -838,7 +846,7 @@ def report_overfit(sweep_dir: SweepDirs, group_keys: Sequence[str], metric: str 
                           f"{metric} rises")
     rows = overfit_table(jobs, group_keys, metric)
     verdicts = overfit_verdicts(rows, group_keys)
-    path = output_dir(sweep_dir) / OVERFIT_CSV
+    path = output_dir(sweep_dir, out_dir) / OVERFIT_CSV
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["job"])
         writer.writeheader()
@@ -867,7 +875,8 @@ def overfit_text(rows: Sequence[dict[str, Any]], verdicts: Sequence[dict[str, An
 
 def report(sweep_dir: SweepDirs, metric: str | None = None, keys: Sequence[str] | None = None,
            direction: str = "auto", csv_path: Path | None = None,
-           png_path: Path | None = None) -> tuple[Path, Path, list[dict[str, Any]]]:
+           png_path: Path | None = None, out_dir: Path | None = None
+           ) -> tuple[Path, Path, list[dict[str, Any]]]:
     """Write the CSV table and the PNG plot of a multirun; return their paths and the rows.
 
     Args:
@@ -877,13 +886,14 @@ def report(sweep_dir: SweepDirs, metric: str | None = None, keys: Sequence[str] 
         direction: auto | higher | lower, which way the metric improves.
         csv_path: table path (None: ``sweep_dir/sweep_report.csv``).
         png_path: plot path (None: ``sweep_dir/sweep_report.png``).
+        out_dir: where the default table and plot go instead of ``sweep_dir``.
     """
     jobs = find_jobs(sweep_dir)
     metric = reported_metric(sweep_dir, jobs, metric)
     keys = list(keys) if keys else swept_keys(jobs, sweeper_keys(sweep_dir))
     rows = build_table(jobs, keys, metric, direction)
-    csv_path = csv_path or output_dir(sweep_dir) / CSV_NAME
-    png_path = png_path or output_dir(sweep_dir) / PNG_NAME
+    csv_path = csv_path or output_dir(sweep_dir, out_dir) / CSV_NAME
+    png_path = png_path or output_dir(sweep_dir, out_dir) / PNG_NAME
     write_csv(rows, keys, csv_path)
     plot(rows, keys, metric, png_path)
     return csv_path, png_path, rows
@@ -899,6 +909,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("dir", type=Path, metavar="DIR", nargs="+",
                         help="multirun directory (multirun/RUN_NAME/DATE_TIME); several are "
                              "reported together, their files written into the first")
+    parser.add_argument("--out", type=Path, default=None, metavar="OUT",
+                        help="directory for every file of the report (default: the first DIR), "
+                             "e.g. to report on directories one cannot or should not write to")
     parser.add_argument("--metric", default=None,
                         help="metric to report (default: the headline, the first one logged)")
     parser.add_argument("--keys", default=None,
@@ -934,6 +947,23 @@ def _split(text: str | None) -> list[str] | None:
     return [part.strip() for part in text.split(",") if part.strip()] if text else None
 
 
+def check_output_dir(path: Path | None) -> None:
+    """``--out`` is a directory that exists or can be made; it is made before any job is
+    read."""
+    from dgan.core.errors import ConfigError
+    from dgan.files.writable import check_creatable_dir
+
+    if path is None:
+        return
+    if path.exists() and not path.is_dir():
+        raise ReportError(f"--out={path}: is a file; give a directory for the report's files")
+    try:
+        check_creatable_dir(path, "--out")
+    except ConfigError as err:
+        raise ReportError(f"--out={path}: {str(err).partition(': ')[2]}") from None
+    path.mkdir(parents=True, exist_ok=True)
+
+
 def check_output_file(option: str, path: Path | None) -> None:
     """``--csv``/``--png`` can be written, before any job is read (a file in a directory that
     cannot exist would otherwise stop the report at its end)."""
@@ -956,31 +986,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_output_file("--csv", args.csv)
         check_output_file("--png", args.png)
+        check_output_dir(args.out)
         if args.overfit and DIFFUSION_KEY not in (_split(args.group_by) or []):
             raise ReportError(f"--overfit compares the arms with and without the chain: add "
                               f"--group-by {DIFFUSION_KEY}[,KEY...] (e.g. --group-by "
                               f"{DIFFUSION_KEY},augment)")
         csv_path, png_path, rows = report(args.dir, args.metric, _split(args.keys),
-                                          args.direction, args.csv, args.png)
+                                          args.direction, args.csv, args.png, args.out)
         keys = [key for key in (rows[0] if rows else {}) if key not in ("job", *STAT_COLUMNS)]
         print(jobs_text(rows, keys))
         group_keys = _split(args.group_by)
         if group_keys:
-            paths, groups = report_groups(args.dir, group_keys, _split(args.metrics))
+            paths, groups = report_groups(args.dir, group_keys, _split(args.metrics), args.out)
             metrics = [c.removesuffix("_mean") for c in (groups[0] if groups else {})
                        if c.endswith("_mean")]
             print(groups_markdown(groups, group_keys, metrics))
             print(f"{len(groups)} group(s): {', '.join(str(p) for p in paths)}")
         if args.curves:
-            paths, points = report_curves(args.dir, group_keys or [], args.metric)
+            paths, points = report_curves(args.dir, group_keys or [], args.metric, args.out)
             print(f"curves ({len(points)} points): {', '.join(str(p) for p in paths)}")
         if args.overfit:
             path, overfit_rows, verdicts = report_overfit(args.dir, group_keys or [],
-                                                          args.metric)
+                                                          args.metric, args.out)
             print(overfit_text(overfit_rows, verdicts, group_keys or []))
             print(f"overfitting per job: {path}")
         if args.by_t:
-            paths, by_t_rows = report_by_t(args.dir, group_keys or [])
+            paths, by_t_rows = report_by_t(args.dir, group_keys or [], args.out)
             print(by_t_text(by_t_rows))
             print(f"D by t: {', '.join(str(p) for p in paths)}")
     except ReportError as err:
