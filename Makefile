@@ -212,6 +212,9 @@ $(OVERFIT_DIR)/%/.done: $(STAMP)
 TCOND_DIR := $(REPRO_DIR)/tcond/n$(OVERFIT_SIZE)_g$(OVERFIT_GAMMA)_k$(OVERFIT_KIMG)
 TCOND_ARMS ?= cond_raw cond_separate none sinusoidal normalized
 TCOND_GROUPS := diffusion,experiment,model.discriminator.t_conditioning
+# Each encoding against raw, paired by seed (the docs' rule), on these final values.
+TCOND_COMPARE := --compare model.discriminator.t_conditioning=raw --metrics \
+	fid_digits2k_full,pr_digits2k_k3_full_precision,pr_digits2k_k3_full_recall,cacc_digits2k
 tcond_arm_none := experiment=digits_stylegan2 model.discriminator.t_conditioning=none
 tcond_arm_normalized := experiment=digits_stylegan2 model.discriminator.t_conditioning=normalized
 tcond_arm_sinusoidal := experiment=digits_stylegan2 model.discriminator.t_conditioning=sinusoidal
@@ -225,7 +228,7 @@ tcond_done = $(foreach s,$(OVERFIT_SEEDS),$(foreach arm,$(1),\
 reproduce-tcond: $(call tcond_done,$(filter cond_%,$(TCOND_ARMS))) \
 		$(call tcond_done,$(filter-out cond_%,$(TCOND_ARMS))) $(call overfit_done,stylegan2)
 	$(REPORT) $(TCOND_DIR) $(OVERFIT_DIR)/stylegan2 --group-by $(TCOND_GROUPS) --curves --overfit \
-		--by-t
+		--by-t $(TCOND_COMPARE)
 
 $(TCOND_DIR)/%/.done: $(STAMP)
 	$(TRAIN_M) $(tcond_arm_$(word 1,$(subst /, ,$*))) $(OVERFIT_SETTING) $(overfit_arm_stylegan2) \

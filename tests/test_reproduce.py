@@ -62,3 +62,9 @@ def test_every_reproduce_job_builds(target: str, tmp_path) -> None:
     assert len(settings) >= 2 and min(settings.values()) >= 3, settings
     group_by = reports[0][reports[0].index("--group-by") + 1].split(",")
     assert set(group_by) <= swept and "seed" not in group_by
+    if "--compare" in reports[0]:
+        key, _, base = reports[0][reports[0].index("--compare") + 1].partition("=")
+        assert key in group_by
+        # the base is an arm the target runs (or a job left at that value: its config's)
+        values = {o.partition("=")[2] for job in settings for o in job if o.startswith(key + "=")}
+        assert base in values, (key, base, values)

@@ -3,7 +3,10 @@ gives the seeds no panel of their own."""
 
 from __future__ import annotations
 
+import csv
 import json
+import math
+import statistics
 from pathlib import Path
 
 import pytest
@@ -91,3 +94,41 @@ def test_out_that_is_a_file_is_refused_before_any_job_is_read(
     target.write_text("not a directory")
     assert report_main([str(sweep / "no-such-dir"), "--out", str(target)]) == 2
     assert f"--out={target}: is a file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("none_fids", "reading"), [
+    ((6.0, 8.0), "within the bound"),  # +1 per seed; 2 pooled sd = 2.83
+    ((15.0, 17.0), "worse"),  # +10 per seed: a higher FID
+    ((1.0, 3.5), "better")])  # -4 and -3.5; pooled sd 1.59, bound 3.18
+def test_compare_reads_each_arm_against_its_base_paired_by_seed(
+        tmp_path: Path, none_fids: tuple[float, float], reading: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    for num, (overrides, fid) in enumerate([
+            (["seed=0"], 5.0), (["seed=1"], 7.0),
+            (["diffusion=none", "seed=1"], none_fids[1]),  # out of order: paired by seed
+            (["diffusion=none", "seed=0"], none_fids[0])]):
+        _job(tmp_path, num, overrides, fid)
+    out = tmp_path / "report"
+    assert report_main([str(tmp_path), "--group-by", "diffusion", "--compare",
+                        "diffusion=stylegan2", "--out", str(out)]) == 0
+    with (out / sweep_report.COMPARE_CSV).open() as f:
+        (row,) = list(csv.DictReader(f))
+    difference = ((none_fids[0] - 5.0) + (none_fids[1] - 7.0)) / 2
+    assert (row["diffusion"], row["against"], row["metric"], row["seeds"]) == (
+        "none", "stylegan2", METRIC, "2")
+    assert float(row["difference"]) == pytest.approx(difference)
+    spread = math.sqrt((statistics.variance(none_fids) + statistics.variance([5.0, 7.0])) / 2)
+    assert float(row["bound"]) == pytest.approx(2 * spread)
+    assert row["reading"] == reading
+    assert f"diffusion=none against stylegan2 (), 2 seeds: {METRIC}" in capsys.readouterr().out
+
+
+def test_compare_needs_its_key_among_the_groups_and_a_base(
+        sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert report_main([str(sweep), "--group-by", "diffusion", "--compare", "seed=0"]) == 2
+    assert "--compare=seed=0: seed is not a --group-by key (diffusion)" in capsys.readouterr().err
+    assert report_main([str(sweep), "--group-by", "diffusion", "--compare", "diffusion"]) == 2
+    assert "--compare=diffusion: give KEY=BASE" in capsys.readouterr().err
+    assert report_main([str(sweep), "--group-by", "diffusion", "--compare",
+                        "diffusion=ada"]) == 2
+    assert "no group of" in capsys.readouterr().err

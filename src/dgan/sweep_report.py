@@ -24,6 +24,10 @@ Flags:
                         every metric, as DIR/sweep_groups.csv, sweep_groups.md (a Markdown
                         table) and sweep_groups.png (error bars: one standard deviation).
     --metrics M1,M2     the metrics to aggregate (default: every metric of the final records).
+    --compare KEY=BASE  each --group-by group against the group that differs from it only in
+                        KEY, which has KEY=BASE: per metric (--metrics; default the headline),
+                        the mean over shared seeds of the per-seed difference of final values
+                        against 2 pooled standard deviations, as DIR/sweep_compare.csv.
     --curves            time to quality: the metric of each group (--group-by; all jobs as one
                         group without it) against kimg and against training wall time
                         (``train_seconds`` of metrics.jsonl), mean and one standard deviation at
@@ -67,7 +71,7 @@ from dgan.files.run_files import (
     read_metrics,
 )
 from dgan.metrics.direction import UnknownDirection, higher_is_better
-from dgan.tracking import logits_by_t, overfit_criteria
+from dgan.tracking import logits_by_t, overfit_criteria, paired_comparison
 
 CSV_NAME = "sweep_report.csv"
 PNG_NAME = "sweep_report.png"
@@ -98,6 +102,9 @@ CURVES_PNG = "sweep_curves.png"
 OVERFIT_CSV = "sweep_overfit.csv"
 BY_T_CSV = "sweep_by_t.csv"
 BY_T_PNG = "sweep_by_t.png"
+COMPARE_CSV = "sweep_compare.csv"
+COMPARE_COLUMNS = ("against", "metric", "seeds", "arm_mean", "base_mean", "difference",
+                   "pooled_sd", "bound", "reading")
 DIFFUSION_KEY = "diffusion"
 CURVE_COLUMNS = ("group", "evaluation", "n", "kimg_mean", "seconds_mean", "seconds_std",
                  "value_mean", "value_std")
@@ -771,6 +778,102 @@ def report_by_t(sweep_dir: SweepDirs, group_keys: Sequence[str], out_dir: Path |
     return paths, rows
 
 
+def parse_compare(text: str, group_keys: Sequence[str]) -> tuple[str, str]:
+    """``KEY=BASE`` of ``--compare``: KEY one of the ``--group-by`` keys."""
+    key, eq, base = text.partition("=")
+    if not eq or not key or not base:
+        raise ReportError(f"--compare={text}: give KEY=BASE, e.g. --compare "
+                          f"model.discriminator.t_conditioning=raw")
+    if key not in group_keys:
+        raise ReportError(f"--compare={text}: {key} is not a --group-by key "
+                          f"({','.join(group_keys) or 'none given'}); add it to --group-by")
+    return key, base
+
+
+def _reading(pair: paired_comparison.Paired, metric: str) -> str:
+    if not math.isfinite(pair.difference):
+        return f"fewer than {paired_comparison.MIN_SEEDS} shared seeds"
+    if not pair.separated:
+        return "within the bound"
+    try:
+        higher = higher_is_better(metric, None)
+    except UnknownDirection:
+        return "higher" if pair.difference > 0 else "lower"
+    return "better" if (pair.difference > 0) == higher else "worse"
+
+
+def compare_table(jobs: Sequence[Job], group_keys: Sequence[str], key: str, base: str,
+                  metrics: Sequence[str]) -> list[dict[str, Any]]:
+    """Each group whose ``key`` is not ``base`` against the group that differs from it only
+    in ``key`` (= ``base``), per metric, by final value paired by seed: the docs' rule
+    (:mod:`dgan.tracking.paired_comparison`). A group without such a base is left out."""
+    arms: dict[tuple[str, ...], dict[Any, Job]] = {}
+    for job in jobs:
+        arms.setdefault(tuple(str(job.value(k)) for k in group_keys), {})[job.value(SEED_KEY)] = job
+    at = list(group_keys).index(key)
+    rows = []
+    for values, runs in arms.items():
+        base_runs = arms.get((*values[:at], base, *values[at + 1:]))
+        if values[at] == base or base_runs is None:
+            continue
+        for metric in metrics:
+            finals = [{seed: v for seed, job in side.items()
+                       if (v := final_value(job, metric)) is not None}
+                      for side in (runs, base_runs)]
+            if not any(finals):  # a metric neither arm logs (cacc_* of unconditional arms)
+                continue
+            pair = paired_comparison.paired(*finals)
+            rows.append({**dict(zip(group_keys, values, strict=True)), "against": base,
+                         "metric": metric, "seeds": pair.seeds, "arm_mean": pair.arm_mean,
+                         "base_mean": pair.base_mean, "difference": pair.difference,
+                         "pooled_sd": pair.pooled_sd, "bound": pair.bound,
+                         "reading": _reading(pair, metric)})
+    return rows
+
+
+def report_compare(sweep_dir: SweepDirs, group_keys: Sequence[str], compare: str,
+                   metrics: Sequence[str] | None = None, out_dir: Path | None = None
+                   ) -> tuple[Path, list[dict[str, Any]]]:
+    """Write DIR/sweep_compare.csv (every arm against its base, see :func:`compare_table`);
+    return it and its rows.
+
+    Args:
+        sweep_dir: the multirun directory (or several, reported together).
+        group_keys: the keys of the arms.
+        compare: ``KEY=BASE``: the arms differ from their base in KEY only.
+        metrics: the metrics compared (None: the headline).
+        out_dir: where the file goes (None: the first directory).
+    """
+    key, base = parse_compare(compare, group_keys)
+    jobs = find_jobs(sweep_dir)
+    if metrics:
+        check_metric_names(metrics, jobs, sweep_dir, "--metrics")
+    else:
+        metrics = [reported_metric(sweep_dir, jobs, None)]
+    rows = compare_table(jobs, group_keys, key, base, metrics)
+    if not rows:
+        raise ReportError(f"--compare={compare}: no group of {sweep_name(sweep_dir)} has a "
+                          f"base with {key}={base} and the same other --group-by values")
+    path = output_dir(sweep_dir, out_dir) / COMPARE_CSV
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=[*group_keys, *COMPARE_COLUMNS])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path, rows
+
+
+def compare_text(rows: Sequence[dict[str, Any]], group_keys: Sequence[str], key: str) -> str:
+    """One line per arm and metric: the means, the paired difference, the bound, the reading."""
+    lines = []
+    for row in rows:
+        others = ", ".join(f"{k}={row[k]}" for k in group_keys if k != key)
+        lines.append(f"{key}={row[key]} against {row['against']} ({others}), {row['seeds']} "
+                     f"seeds: {row['metric']} {row['arm_mean']:.4g} vs {row['base_mean']:.4g}, "
+                     f"paired difference {row['difference']:+.4g}, bound {row['bound']:.4g} "
+                     f"({paired_comparison.SEPARATION_SD:g} pooled sd): {row['reading']}")
+    return "\n".join(lines)
+
+
 def read_dynamics(job_dir: Path) -> list[dict[str, str]]:
     """The overfitting callback's table of a job (none when it did not write one)."""
     path = job_dir / DIAGNOSTICS_DIR / DYNAMICS_TABLE
@@ -936,11 +1039,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--by-t", action="store_true",
                         help="D's real and fake logits by bucket of t, per --group-by group, "
                              f"first and second half of the runs (DIR/{BY_T_CSV}, {BY_T_PNG})")
+    parser.add_argument("--compare", default=None, metavar="KEY=BASE",
+                        help="each --group-by group against the one that differs from it only "
+                             "in KEY (= BASE), final values paired by seed, per --metrics "
+                             "(default: the headline): the mean difference against 2 pooled "
+                             f"standard deviations (DIR/{COMPARE_CSV})")
     parser.add_argument("--metrics", default=None,
                         help="comma-separated metrics to aggregate with --group-by "
                              "(default: every metric of the final records)")
     args = sys.argv[1:] if argv is None else list(argv)
-    return parser.parse_args(dashed(args))
+    return parser.parse_args(dashed(args, valued=("--compare",)))
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -987,6 +1095,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_output_file("--csv", args.csv)
         check_output_file("--png", args.png)
         check_output_dir(args.out)
+        if args.compare:
+            parse_compare(args.compare, _split(args.group_by) or [])
         if args.overfit and DIFFUSION_KEY not in (_split(args.group_by) or []):
             raise ReportError(f"--overfit compares the arms with and without the chain: add "
                               f"--group-by {DIFFUSION_KEY}[,KEY...] (e.g. --group-by "
@@ -1014,6 +1124,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             paths, by_t_rows = report_by_t(args.dir, group_keys or [], args.out)
             print(by_t_text(by_t_rows))
             print(f"D by t: {', '.join(str(p) for p in paths)}")
+        if args.compare:
+            path, compare_rows = report_compare(args.dir, group_keys or [], args.compare,
+                                                _split(args.metrics), args.out)
+            print(compare_text(compare_rows, group_keys or [],
+                               parse_compare(args.compare, group_keys or [])[0]))
+            print(f"arms against their base: {path}")
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

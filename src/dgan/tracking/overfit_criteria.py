@@ -14,6 +14,8 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+from dgan.tracking.paired_comparison import MIN_SEEDS, SEPARATION_SD, paired
+
 PLAIN = "none"  # the diffusion config group's value of a run without the chain
 
 
@@ -35,7 +37,7 @@ class Criteria:
     rise_share: float = 0.2
     window_kimg: float = 30.0
     chain_p: float = 0.5
-    separation_sd: float = 2.0
+    separation_sd: float = SEPARATION_SD
     min_runs: int = 3
 
 
@@ -78,11 +80,6 @@ def run_overfitting(records: Sequence[dict[str, Any]], dynamics: Sequence[dict[s
     return row
 
 
-def pooled_sd(a: Sequence[float], b: Sequence[float]) -> float:
-    """sqrt((sd_a^2 + sd_b^2) / 2) of two arms' values (sample standard deviations)."""
-    return math.sqrt((statistics.variance(a) + statistics.variance(b)) / 2)
-
-
 def verdict(plain: dict[Any, dict[str, Any]], diffusion: dict[Any, dict[str, Any]],
             criteria: Criteria = Criteria()) -> dict[str, Any]:
     """Confirmed / refuted / inconclusive for a diffusion arm against its plain arm.
@@ -92,26 +89,23 @@ def verdict(plain: dict[Any, dict[str, Any]], diffusion: dict[Any, dict[str, Any
         diffusion: seed -> row of the diffusion arm (paired with ``plain`` by seed).
         criteria: the thresholds.
     """
-    seeds = sorted(set(plain) & set(diffusion), key=str)
-    a = [plain[s]["final"] for s in seeds]
-    b = [diffusion[s]["final"] for s in seeds]
+    # plain - diffusion: positive where the diffusion ends lower.
+    pair = paired({s: run["final"] for s, run in plain.items()},
+                  {s: run["final"] for s, run in diffusion.items()}, criteria.separation_sd)
     result: dict[str, Any] = {
-        "seeds": len(seeds),
+        "seeds": pair.seeds,
         "plain_overfits": sum(plain[s]["overfits"] for s in plain),
         "plain_runs": len(plain),
         "chain_on": sum(diffusion[s]["chain_on"] for s in diffusion),
         "diffusion_runs": len(diffusion),
-        "plain_mean": _mean(a), "diffusion_mean": _mean(b),
-        "paired_difference": math.nan, "pooled_sd": math.nan,
+        "plain_mean": pair.arm_mean, "diffusion_mean": pair.base_mean,
+        "paired_difference": pair.difference, "pooled_sd": pair.pooled_sd,
     }
-    if len(seeds) < 2:
+    if pair.seeds < MIN_SEEDS:
         result["verdict"] = "inconclusive"
-        result["why"] = f"{len(seeds)} seed(s) in both arms; at least 2 are needed"
+        result["why"] = f"{pair.seeds} seed(s) in both arms; at least {MIN_SEEDS} are needed"
         return result
-    difference = statistics.fmean(x - y for x, y in zip(a, b, strict=True))
-    spread = pooled_sd(a, b)
-    result.update(paired_difference=difference, pooled_sd=spread)
-    bound = criteria.separation_sd * spread
+    difference, bound = pair.difference, pair.bound
     chain_on = result["chain_on"] >= criteria.min_runs
     if chain_on and difference > bound:
         result["verdict"], result["why"] = "confirmed", "chain on, diffusion lower by > bound"
