@@ -15,8 +15,9 @@ but its ``dgan.train`` commands are still composed, so a renamed key or group fa
 - ``make TARGET`` is checked with ``make -n``; anything else runs in a shell.
 
 Commands run in a temporary directory where ``RUN_DIR`` is a finished tiny digits run and
-``IMAGES_DIR`` a folder of images. README.md and docs/ carry no words of how the code was made
-(the second test).
+``IMAGES_DIR`` a folder of images; ``docs/results/runs`` (the records of the runs behind the
+results, shipped with the repository) is read where the repository has it. README.md and
+docs/ carry no words of how the code was made (the second test).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ SCRIPTS = {"dgan-train": "dgan.train", "dgan-generate": "dgan.generate",
            "dgan-style-mixing": "dgan.style_mixing", "dgan-video": "dgan.video"}
 GROUP_ROW = re.compile(r"^\| `([\w/]+)` \| (.*?) \| .* \|$", re.M)
 SMALL_COUNT = "200"
+RECORDS = "docs/results/runs"  # a path the docs give from the repository's root
 HYDRA_BUILTIN_CHOICES = {"hydra/launcher": {"basic"}}
 # Commands with these keys always train (they continue or start from a run, or log elsewhere);
 # others train once per experiment and are otherwise built. DDP commands are built only.
@@ -165,6 +167,7 @@ def workspace(tmp_path_factory) -> dict[str, Path]:
 def _substitute(command: str, places: dict[str, Path]) -> list[str]:
     for name in ("RUN_DIR", "IMAGES_DIR"):
         command = command.replace(name, str(places[name]))
+    command = command.replace(RECORDS, str(REPO / RECORDS))
     words = shlex.split(command)
     while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):  # OMP_NUM_THREADS=1 python ...
         words = words[1:]

@@ -1,0 +1,63 @@
+"""The tables in docs/results that ship their runs' records (docs/results/runs: each run's
+configs, metrics.jsonl and diagnostics tables, without checkpoints or pictures) are what
+sweep_report makes of those records, so a table cannot drift from the runs behind it."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from dgan import sweep_report
+from dgan.sweep_report import main as report_main
+
+from .conftest import REPO
+
+RESULTS = REPO / "docs" / "results"
+RUNS = RESULTS / "runs"
+TCOND = RUNS / "tcond" / "n100_g0_k300"
+TCOND_REPORT = ["--group-by", "diffusion,experiment,model.discriminator.t_conditioning",
+                "--compare", "model.discriminator.t_conditioning=raw", "--metrics",
+                "fid_digits2k_full,pr_digits2k_k3_full_precision,pr_digits2k_k3_full_recall,"
+                "cacc_digits2k"]
+# committed table -> (the directories of records, the report's flags, the report's file)
+TABLES = {
+    "tcond_jobs.csv": ([TCOND], TCOND_REPORT, sweep_report.CSV_NAME),
+    "tcond_groups.md": ([TCOND], TCOND_REPORT, sweep_report.GROUPS_MD),
+    "tcond_compare.csv": ([TCOND], TCOND_REPORT, sweep_report.COMPARE_CSV),
+}
+SEEDS_PER_ARM = 4
+FINAL_KIMG = 300
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory) -> dict[tuple[str, ...], Path]:
+    """Each distinct report, run once into a directory of its own."""
+    outs: dict[tuple[str, ...], Path] = {}
+    for dirs, flags, _ in TABLES.values():
+        key = (*map(str, dirs), *flags)
+        if key not in outs:
+            out = tmp_path_factory.mktemp("report")
+            assert report_main([*key, "--out", str(out)]) == 0
+            outs[key] = out
+    return outs
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_a_committed_table_is_the_report_of_its_records(table: str, reports) -> None:
+    dirs, flags, name = TABLES[table]
+    made = reports[(*map(str, dirs), *flags)] / name
+    assert made.read_text(encoding="utf-8") == (RESULTS / table).read_text(encoding="utf-8")
+
+
+def test_every_arm_has_its_seeds_and_every_run_finished() -> None:
+    with (RESULTS / "tcond_jobs.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    arms = Counter(row["job"].split("/")[-3] for row in rows)  # ARM/seedsA-B/JOB
+    assert arms and min(arms.values()) >= SEEDS_PER_ARM, arms
+    assert all(float(row["final_kimg"]) == FINAL_KIMG for row in rows)
+    # nothing but small text records is shipped
+    shipped = {p.suffix for p in RUNS.rglob("*") if p.is_file()}
+    assert shipped <= {".yaml", ".json", ".jsonl", ".csv", ".log"}, shipped
