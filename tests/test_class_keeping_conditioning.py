@@ -185,3 +185,18 @@ def test_class_keeping_after_a_short_training_run(tmp_path, mode: str) -> None:
         else:  # the reference's encoding: the classes fold together under the chain
             for t in (100, t_max):
                 assert classes[t] > COLLAPSED > classes[0] + CLASS_MARGIN, classes
+
+
+def test_only_the_conditional_digits_preset_leaves_the_reference_encoding(compose_cfg) -> None:
+    from omegaconf import OmegaConf
+
+    from .conftest import CONF
+
+    encodings = {}
+    for path in sorted((CONF / "experiment").glob("*.yaml")):
+        cfg = compose_cfg(f"experiment={path.stem}")
+        encodings[path.stem] = OmegaConf.select(cfg, "model.discriminator.t_conditioning")
+    assert encodings.pop("digits_stylegan2_cond") == "separate"
+    # the paper's presets and every other one: the reference's raw, or no t (no diffusion)
+    assert set(encodings.values()) <= {"raw", "none", None}, encodings
+    assert "raw" in encodings.values()

@@ -26,6 +26,8 @@ TINY_COND = ["experiment=digits_stylegan2_cond", "model.batch_size=4",
              "model.generator.channel_base=128", "model.generator.channel_max=16",
              "model.generator.z_dim=16", "model.generator.w_dim=16",
              "model.discriminator.cmap_dim=16", "model.discriminator.mbstd_group_size=2",
+             # the reference's encoding: these nets go to and come from its pickles
+             "model.discriminator.t_conditioning=raw",
              "metrics=none", "logger=none", "callbacks.samples.every_kimg=0",
              "callbacks.checkpoint.every_kimg=0", "callbacks.diagnostics=null"]
 CUR_P = 0.125
