@@ -1095,8 +1095,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_output_file("--csv", args.csv)
         check_output_file("--png", args.png)
         check_output_dir(args.out)
-        if args.compare:
-            parse_compare(args.compare, _split(args.group_by) or [])
+        # --compare's KEY is checked before any job is read
+        compare_key = (parse_compare(args.compare, _split(args.group_by) or [])[0]
+                       if args.compare else None)
         if args.overfit and DIFFUSION_KEY not in (_split(args.group_by) or []):
             raise ReportError(f"--overfit compares the arms with and without the chain: add "
                               f"--group-by {DIFFUSION_KEY}[,KEY...] (e.g. --group-by "
@@ -1124,11 +1125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             paths, by_t_rows = report_by_t(args.dir, group_keys or [], args.out)
             print(by_t_text(by_t_rows))
             print(f"D by t: {', '.join(str(p) for p in paths)}")
-        if args.compare:
+        if compare_key is not None:
             path, compare_rows = report_compare(args.dir, group_keys or [], args.compare,
                                                 _split(args.metrics), args.out)
-            print(compare_text(compare_rows, group_keys or [],
-                               parse_compare(args.compare, group_keys or [])[0]))
+            print(compare_text(compare_rows, group_keys or [], compare_key))
             print(f"arms against their base: {path}")
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
