@@ -14,16 +14,23 @@ from dgan import sweep_report
 from dgan.sweep_report import main as report_main
 
 from .conftest import REPO
+from .test_reproduce import _commands
 
 RESULTS = REPO / "docs" / "results"
 RUNS = RESULTS / "runs"
 TCOND = RUNS / "tcond" / "n100_g0_k300"
 # the arms measured over all their seeds (the others' records join them as they finish)
 TCOND_ARMS = [TCOND / "cond_raw", TCOND / "cond_separate"]
-TCOND_REPORT = ["--group-by", "diffusion,experiment,model.discriminator.t_conditioning",
-                "--compare", "model.discriminator.t_conditioning=raw", "--metrics",
-                "fid_digits2k_full,pr_digits2k_k3_full_precision,pr_digits2k_k3_full_recall,"
-                "cacc_digits2k"]
+
+
+def _target_report_flags(target: str) -> list[str]:
+    """The flags of the sweep_report command that ``make TARGET`` ends with."""
+    words = next(w for w in _commands(target) if "dgan.sweep_report" in w)
+    return words[next(i for i, w in enumerate(words) if w.startswith("--")):]
+
+
+# the report's flags are the Makefile's, so the tables are what make reproduce-tcond reports
+TCOND_REPORT = _target_report_flags("reproduce-tcond")
 # committed table -> (the directories of records, the report's flags, the report's file)
 TABLES = {
     "tcond_jobs.csv": (TCOND_ARMS, TCOND_REPORT, sweep_report.CSV_NAME),
