@@ -646,7 +646,8 @@ def write_curves(rows: Sequence[dict[str, Any]], metric: str, csv_path: Path,
                frameon=False)
     axes[0][0].set_title(f"{metric}: mean ± std over seeds", fontsize=9)
     fig.tight_layout(rect=(0, legend_inches / (PANEL_INCHES[1] + legend_inches), 1, 1))
-    fig.savefig(png_path)
+    # group labels wider than the two panels would be cut at the figure's edge
+    fig.savefig(png_path, bbox_inches="tight")
     plt.close(fig)
 
 
