@@ -19,8 +19,10 @@ from .test_reproduce import _commands
 RESULTS = REPO / "docs" / "results"
 RUNS = RESULTS / "runs"
 TCOND = RUNS / "tcond" / "n100_g0_k300"
-# the arms measured over all their seeds (the others' records join them as they finish)
-TCOND_ARMS = [TCOND / "cond_raw", TCOND / "cond_separate"]
+# the arms measured over all their seeds (the others' records join them as they finish); the
+# unconditional raw arm is reproduce-overfit's diffusion arm, as in make reproduce-tcond
+TCOND_ARMS = [TCOND / "cond_raw", TCOND / "cond_separate", TCOND / "none", TCOND / "normalized",
+              RUNS / "overfit" / "n100_g0_k300" / "stylegan2"]
 
 
 def _target_report_flags(target: str) -> list[str]:
@@ -65,7 +67,8 @@ def test_every_arm_has_its_seeds_and_every_run_finished() -> None:
     with (RESULTS / "tcond_jobs.csv").open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     arms = Counter(row["job"].split("/")[-3] for row in rows)  # ARM/seedsA-B/JOB
-    assert arms and min(arms.values()) >= SEEDS_PER_ARM, arms
+    assert set(arms) == {arm.name for arm in TCOND_ARMS}, arms
+    assert min(arms.values()) >= SEEDS_PER_ARM, arms
     assert all(float(row["final_kimg"]) == FINAL_KIMG for row in rows)
     # nothing but small text records is shipped
     shipped = {p.suffix for p in RUNS.rglob("*") if p.is_file()}
