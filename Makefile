@@ -166,7 +166,7 @@ $(REPRO_DIR)/insgen/digits_stylegan2/.done: $(STAMP)
 # reproduce-overfit-plain runs the plain arm alone: the setting is chosen from it. The setting
 # is OVERFIT_SIZE digits, R1 gamma OVERFIT_GAMMA, OVERFIT_KIMG kimg (a directory of its own);
 # the defaults are the setting the search chose from plain runs: 100 digits, no R1, 300 kimg.
-# Each run of 300 kimg takes 25-30 minutes of one core.
+# Each run of 300 kimg takes 20-25 minutes of one core (two runs side by side, one thread each).
 OVERFIT_SIZE ?= 100
 OVERFIT_GAMMA ?= 0
 OVERFIT_KIMG ?= 300
